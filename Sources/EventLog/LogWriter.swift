@@ -1,0 +1,277 @@
+import Foundation
+import Synchronization
+
+/// The one thread that owns every LMDB write transaction of a log.
+///
+/// LMDB write transactions must begin and commit on one OS thread and must not wait on anything
+/// else, and an fsync'ing commit must not block Swift's small cooperative pool. So producers enqueue
+/// their events and suspend; this thread takes everything queued, writes it in one transaction,
+/// commits once (group commit), then resumes every producer with its seqs.
+final class LogWriter: @unchecked Sendable {
+    private enum Job {
+        case append([NewEvent], CheckedContinuation<[UInt64], Error>)
+        case project(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, Error>)
+        case stop(CheckedContinuation<Void, Error>)
+    }
+
+    private let environment: LMDBEnvironment
+    private let records: LMDBDatabase
+    private let streams: LMDBDatabase
+    private let reader: LogReader
+    private let projector: (any LogProjector)?
+    private let maxEventsPerCommit: Int
+
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var stopped = false
+
+    // Owned by the writer thread once it runs.
+    private var lastSeq: UInt64
+    private var lastHash: RecordHash
+    private var lastTimestamp: UInt64
+    private var notifier: AppendNotifier?
+
+    init(
+        environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, reader: LogReader,
+        projector: (any LogProjector)?, maxEventsPerCommit: Int,
+        lastSeq: UInt64, lastHash: RecordHash, lastTimestamp: UInt64
+    ) {
+        self.environment = environment
+        self.records = records
+        self.streams = streams
+        self.reader = reader
+        self.projector = projector
+        self.maxEventsPerCommit = max(1, maxEventsPerCommit)
+        self.lastSeq = lastSeq
+        self.lastHash = lastHash
+        self.lastTimestamp = lastTimestamp
+    }
+
+    func start(notifier: AppendNotifier) {
+        self.notifier = notifier
+        let thread = Thread { [self] in run() }
+        thread.name = "swiftdtm.eventlog.writer"
+        thread.start()
+    }
+
+    func append(_ events: [NewEvent]) async throws -> [UInt64] {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.append(events, continuation)) { continuation.resume(throwing: EventLogError.closed) }
+        }
+    }
+
+    func catchUpProjection(progress: (@Sendable (LogProgress) -> Void)?) async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.project(rebuild: false, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
+        }
+    }
+
+    func rebuildProjection(progress: (@Sendable (LogProgress) -> Void)?) async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.project(rebuild: true, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
+        }
+    }
+
+    func stop() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            enqueue(.stop(continuation)) { continuation.resume() }
+        }
+    }
+
+    private func enqueue(_ job: Job, ifStopped: () -> Void) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            ifStopped()
+            return
+        }
+        queue.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Takes the next unit of work: every queued append up to the batch limit, or one other job.
+    private func nextJobs() -> [Job] {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty { condition.wait() }
+        if case .append = queue[0] {
+            var taken = 0
+            var events = 0
+            for job in queue {
+                guard case let .append(batch, _) = job else { break }
+                if taken > 0 && events + batch.count > maxEventsPerCommit { break }
+                taken += 1
+                events += batch.count
+            }
+            let jobs = Array(queue.prefix(taken))
+            queue.removeFirst(taken)
+            return jobs
+        }
+        let job = queue.removeFirst()
+        if case .stop = job { stopped = true }
+        return [job]
+    }
+
+    private func run() {
+        while true {
+            let jobs = nextJobs()
+            switch jobs.first {
+            case .append?:
+                commitAppends(jobs)
+            case let .project(rebuild, progress, continuation)?:
+                do {
+                    try runProjection(rebuild: rebuild, progress: progress)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            case let .stop(continuation)?:
+                failRemaining()
+                continuation.resume()
+                return
+            case nil:
+                continue
+            }
+        }
+    }
+
+    private func failRemaining() {
+        condition.lock()
+        let rest = queue
+        queue.removeAll()
+        condition.unlock()
+        for job in rest {
+            switch job {
+            case let .append(_, continuation): continuation.resume(throwing: EventLogError.closed)
+            case let .project(_, _, continuation): continuation.resume(throwing: EventLogError.closed)
+            case let .stop(continuation): continuation.resume()
+            }
+        }
+    }
+
+    /// Writes every queued append in one transaction and acknowledges them after the commit.
+    private func commitAppends(_ jobs: [Job]) {
+        let timestamp = max(lastTimestamp, UInt64(Date().timeIntervalSince1970 * 1_000_000))
+        var batches = [[NewEvent]]()
+        batches.reserveCapacity(jobs.count)
+        for case let .append(events, _) in jobs { batches.append(events) }
+        do {
+            let (seq, hash) = try writeWithGrowth { txn in
+                var seq = lastSeq
+                var hash = lastHash
+                var written = [LogRecord]()
+                if projector != nil { written.reserveCapacity(batches.reduce(0) { $0 + $1.count }) }
+                for events in batches {
+                    for event in events {
+                        seq += 1
+                        let key = sequenceKey(seq)
+                        let encoded = RecordCodec.encode(event, seq: seq, timestamp: timestamp, previousHash: hash)
+                        try txn.put(records, key: key, value: encoded.bytes, append: true)
+                        try txn.put(streams, key: Array(event.streamID.utf8), value: key)
+                        if projector != nil {
+                            written.append(LogRecord(
+                                seq: seq, timestamp: timestamp, streamID: event.streamID, type: event.type,
+                                payload: event.payload, previousHash: hash, hash: encoded.hash))
+                        }
+                        hash = encoded.hash
+                    }
+                }
+                if let projector { try projector.project(written, in: txn) }
+                return (seq, hash)
+            }
+            var next = lastSeq
+            lastSeq = seq
+            lastHash = hash
+            lastTimestamp = timestamp
+            notifier?.published(lastSeq: seq)
+            for case let .append(events, continuation) in jobs {
+                let first = next + 1
+                next += UInt64(events.count)
+                continuation.resume(returning: Array(first...next))
+            }
+        } catch {
+            for case let .append(_, continuation) in jobs { continuation.resume(throwing: error) }
+        }
+    }
+
+    /// Brings the projector up to the end of the log, from its checkpoint or (rebuild) from scratch.
+    private func runProjection(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?) throws {
+        guard let projector else { return }
+        let start = try writeWithGrowth { txn in
+            if rebuild { try projector.reset(in: txn) }
+            return try projector.checkpoint(in: txn)
+        }
+        guard start < lastSeq else {
+            progress?(LogProgress(done: lastSeq, total: lastSeq))
+            return
+        }
+        var previous = start == 0 ? RecordHash.genesis : try reader.chunk(from: start, through: start, limit: 1, previous: nil).first?.hash
+        var next = start + 1
+        while next <= lastSeq {
+            let chunk = try reader.chunk(from: next, through: lastSeq, limit: 32768, previous: previous)
+            guard let last = chunk.last else {
+                throw EventLogError.sequenceGap(after: next - 1, found: lastSeq)
+            }
+            try writeWithGrowth { txn in try projector.project(chunk, in: txn) }
+            previous = last.hash
+            next = last.seq + 1
+            progress?(LogProgress(done: last.seq, total: lastSeq))
+        }
+    }
+
+    /// Runs a write transaction, doubling the map and retrying when it is full.
+    private func writeWithGrowth<T>(_ body: (borrowing LMDBWriteTransaction) throws -> T) throws -> T {
+        while true {
+            do {
+                return try environment.withWriteTransaction(body)
+            } catch let error as LMDBError where error.isMapFull {
+                environment.growMap(to: environment.mapSize * 2)
+            }
+        }
+    }
+}
+
+/// Wakes tasks that wait for records beyond a seq (the tail-follow of `EventLog.follow`).
+final class AppendNotifier: Sendable {
+    private struct State {
+        var lastSeq: UInt64
+        var nextWaiterID = 0
+        var waiters: [Int: (after: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
+    }
+
+    private let state: Mutex<State>
+
+    init(lastSeq: UInt64) { state = Mutex(State(lastSeq: lastSeq)) }
+
+    func published(lastSeq: UInt64) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.lastSeq = lastSeq
+            let due = state.waiters.filter { $0.value.after < lastSeq }
+            for id in due.keys { state.waiters[id] = nil }
+            return due.values.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Returns once a record beyond `seq` is committed, or when the task is cancelled.
+    func wait(untilBeyond seq: UInt64) async {
+        let id = state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state in
+                    if state.lastSeq > seq || Task.isCancelled { return true }
+                    state.waiters[id] = (seq, continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.continuation.resume()
+        }
+    }
+}

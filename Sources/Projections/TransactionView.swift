@@ -1,0 +1,200 @@
+import EventLog
+import SwiftProtobuf
+
+/// The materialized view of every transaction's current state, stored in the log's LMDB environment
+/// and updated in the same write transaction as the events (it is the log's `LogProjector`).
+///
+/// Databases: `view.transactions` gid → state; `view.by_status` status ‖ create time ‖ gid;
+/// `view.due` due time ‖ gid (non-terminal, scheduled transactions only); `view.created`
+/// create time ‖ gid; `view.meta` the checkpoint. Only what a batch touches is held in memory.
+public final class TransactionView: LogProjector {
+    let environment: LMDBEnvironment
+    let transactions: LMDBDatabase
+    let byStatus: LMDBDatabase
+    let due: LMDBDatabase
+    let created: LMDBDatabase
+    let meta: LMDBDatabase
+
+    private static let checkpointKey = Array("checkpoint".utf8)
+
+    /// Opens (or creates) the view's databases in `environment`.
+    public init(environment: LMDBEnvironment) throws {
+        self.environment = environment
+        transactions = try environment.openDatabase("view.transactions")
+        byStatus = try environment.openDatabase("view.by_status")
+        due = try environment.openDatabase("view.due")
+        created = try environment.openDatabase("view.created")
+        meta = try environment.openDatabase("view.meta")
+    }
+
+    /// Every database of the view, for tools that compare or dump it.
+    public var databases: [LMDBDatabase] { [transactions, byStatus, due, created, meta] }
+
+    // MARK: LogProjector
+
+    public func project(_ records: [LogRecord], in txn: borrowing LMDBWriteTransaction) throws {
+        guard let last = records.last else { return }
+        var touched = [String: (before: TransactionState?, after: TransactionState?)]()
+        var order = [String]()
+        for record in records {
+            let event = try RecordedEvent(record)
+            let before: TransactionState?
+            if let seen = touched[event.gid] {
+                before = seen.after
+            } else {
+                before = try Self.load(event.gid, from: transactions, in: txn)
+                order.append(event.gid)
+                touched[event.gid] = (before, before)
+            }
+            touched[event.gid]?.after = apply(event, to: before)
+        }
+        for gid in order {
+            guard let change = touched[gid], let after = change.after else { continue }
+            try store(after, replacing: change.before, in: txn)
+        }
+        try txn.put(meta, key: Self.checkpointKey, value: sequenceKey(last.seq))
+    }
+
+    public func checkpoint(in txn: borrowing LMDBWriteTransaction) throws -> UInt64 {
+        try txn.withValue(meta, key: Self.checkpointKey) { $0.flatMap(sequence(fromKey:)) } ?? 0
+    }
+
+    public func reset(in txn: borrowing LMDBWriteTransaction) throws {
+        for database in databases { try txn.empty(database) }
+    }
+
+    private func store(_ state: TransactionState, replacing old: TransactionState?, in txn: borrowing LMDBWriteTransaction) throws {
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        let bytes: [UInt8] = try state.serializedBytes(options: options)
+        try txn.put(transactions, key: Array(state.gid.utf8), value: bytes)
+        let empty = [UInt8]()
+        let newStatusKey = Self.statusKey(state)
+        if let old, Self.statusKey(old) != newStatusKey { try txn.delete(byStatus, key: Self.statusKey(old)) }
+        if old.map(Self.statusKey) != newStatusKey { try txn.put(byStatus, key: newStatusKey, value: empty) }
+        let newDueKey = Self.dueKey(state)
+        if let old, let oldDueKey = Self.dueKey(old), oldDueKey != newDueKey { try txn.delete(due, key: oldDueKey) }
+        if let newDueKey, old.flatMap(Self.dueKey) != newDueKey { try txn.put(due, key: newDueKey, value: empty) }
+        if old == nil { try txn.put(created, key: Self.timeKey(state.createTimeUs, state.gid), value: empty) }
+    }
+
+    static func load(_ gid: String, from database: LMDBDatabase, in txn: borrowing LMDBWriteTransaction) throws -> TransactionState? {
+        try txn.withValue(database, key: Array(gid.utf8)) { try $0.map { try decodeState($0, gid: gid) } }
+    }
+
+    static func decodeState(_ bytes: UnsafeRawBufferPointer, gid: String) throws -> TransactionState {
+        do {
+            return try TransactionState(serializedBytes: Array(bytes))
+        } catch {
+            throw ViewError.damagedState(gid: gid, reason: "\(error)")
+        }
+    }
+
+    static func statusKey(_ state: TransactionState) -> [UInt8] {
+        [UInt8(clamping: state.status.rawValue)] + timeKey(state.createTimeUs, state.gid)
+    }
+
+    static func dueKey(_ state: TransactionState) -> [UInt8]? {
+        guard !state.status.isTerminal, state.nextDueUs > 0 else { return nil }
+        return timeKey(state.nextDueUs, state.gid)
+    }
+
+    static func timeKey(_ time: Int64, _ gid: String) -> [UInt8] {
+        var key = sequenceKey(UInt64(max(time, 0)))
+        key.append(contentsOf: gid.utf8)
+        return key
+    }
+
+    // MARK: Queries
+
+    /// The seq of the last event the view reflects.
+    public func checkpoint() throws -> UInt64 {
+        try environment.withReadTransaction { txn in
+            try txn.withValue(meta, key: Self.checkpointKey) { $0.flatMap(sequence(fromKey:)) } ?? 0
+        }
+    }
+
+    /// The current state of one transaction; nil when the gid is unknown.
+    public func transaction(_ gid: String) throws -> TransactionState? {
+        guard !gid.isEmpty, gid.utf8.count <= LogRecord.maxStreamIDBytes else { return nil }
+        return try environment.withReadTransaction { txn in
+            try txn.withValue(transactions, key: Array(gid.utf8)) { try $0.map { try Self.decodeState($0, gid: gid) } }
+        }
+    }
+
+    /// Gids of non-terminal transactions due at or before `time` (µs), earliest first.
+    public func dueTransactions(atOrBefore time: Int64, limit: Int = 1000) throws -> [(gid: String, dueUs: Int64)] {
+        try environment.withReadTransaction { txn in
+            var found = [(gid: String, dueUs: Int64)]()
+            try txn.scan(due) { key, _ in
+                guard let entry = Self.splitTimeKey(key), entry.time <= time, found.count < limit else { return false }
+                found.append((entry.gid, entry.time))
+                return true
+            }
+            return found
+        }
+    }
+
+    /// Gids of transactions in `status`, oldest first.
+    public func gids(withStatus status: TransactionStatus, limit: Int = 1000) throws -> [String] {
+        try environment.withReadTransaction { txn in
+            var found = [String]()
+            let prefix = UInt8(clamping: status.rawValue)
+            try txn.scan(byStatus, from: [prefix]) { key, _ in
+                guard key.first == prefix, found.count < limit,
+                      let entry = Self.splitTimeKey(UnsafeRawBufferPointer(rebasing: key.dropFirst()))
+                else { return false }
+                found.append(entry.gid)
+                return true
+            }
+            return found
+        }
+    }
+
+    /// Transactions newest first by create time; `before` is the `next` position a previous page
+    /// returned (nil when there are no more).
+    public func newestTransactions(before position: [UInt8]? = nil, limit: Int = 100) throws -> (states: [TransactionState], next: [UInt8]?) {
+        try environment.withReadTransaction { txn in
+            var states = [TransactionState]()
+            var lastKey: [UInt8]? = nil
+            var more = false
+            try txn.scanBackward(created, from: position) { key, _ in
+                if let position, key.elementsEqual(position) { return true }
+                guard states.count < limit else {
+                    more = true
+                    return false
+                }
+                guard let entry = Self.splitTimeKey(key) else { return true }
+                if let state = try txn.withValue(transactions, key: Array(entry.gid.utf8), { try $0.map { try Self.decodeState($0, gid: entry.gid) } }) {
+                    states.append(state)
+                    lastKey = Array(key)
+                }
+                return true
+            }
+            return (states, more ? lastKey : nil)
+        }
+    }
+
+    /// The number of transactions in the view.
+    public func count() throws -> Int {
+        try environment.withReadTransaction { try $0.count(transactions) }
+    }
+
+    static func splitTimeKey(_ key: UnsafeRawBufferPointer) -> (time: Int64, gid: String)? {
+        guard key.count > 8, let time = sequence(fromKey: UnsafeRawBufferPointer(rebasing: key[0..<8])) else { return nil }
+        return (Int64(clamping: time), String(decoding: key[8...], as: UTF8.self))
+    }
+}
+
+/// Damage found in the materialized view (which can always be rebuilt from the log).
+public enum ViewError: Error, Equatable, CustomStringConvertible {
+    /// The stored state of a transaction cannot be decoded.
+    case damagedState(gid: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .damagedState(gid, reason):
+            return "the stored state of transaction \(gid) is damaged (\(reason)); run `dtmctl rebuild`"
+        }
+    }
+}

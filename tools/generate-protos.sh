@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Regenerates the committed Swift code for every .proto under Protos/.
+#
+# The protoc plugins are built once from the package mirror's grpc-swift-protobuf (which also
+# builds swift-protobuf's protoc-gen-swift) into $PLUGIN_DIR; protoc comes from Debian's
+# protobuf-compiler. The generated files are committed so a normal build needs neither.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PLUGIN_DIR=${PLUGIN_DIR:-/tmp/swiftdtm-protoc-plugins}
+GRPC_SWIFT_PROTOBUF_VERSION=2.4.1
+
+command -v protoc >/dev/null || apt-get install -y protobuf-compiler
+if [ ! -x "$PLUGIN_DIR/.build/release/protoc-gen-swift" ] || [ ! -x "$PLUGIN_DIR/.build/release/protoc-gen-grpc-swift-2" ]; then
+  rm -rf "$PLUGIN_DIR"
+  git clone -q https://github.com/grpc/grpc-swift-protobuf.git "$PLUGIN_DIR"
+  git -C "$PLUGIN_DIR" checkout -q "$GRPC_SWIFT_PROTOBUF_VERSION"
+  (cd "$PLUGIN_DIR" && swift build -c release --product protoc-gen-swift && swift build -c release --product protoc-gen-grpc-swift-2)
+fi
+BIN="$PLUGIN_DIR/.build/release"
+
+# Event schema (messages only).
+protoc -I Protos \
+  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
+  --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
+  Protos/swiftdtm/events/v1/events.proto
