@@ -22,6 +22,9 @@ public struct EventLogConfiguration: Sendable {
     public var initialMapSize = 64 << 20
     /// The most events the writer folds into one commit.
     public var maxEventsPerCommit = 8192
+    /// How long the writer may wait for the appenders its last commit resumed before committing
+    /// again (see `LogWriter`); 0 turns gathering off.
+    public var groupCommitGatherWindow: Duration = .microseconds(200)
 
     public init(path: String) { self.path = path }
 }
@@ -36,13 +39,18 @@ public final class EventLog: Sendable {
     public let environment: LMDBEnvironment
     let records: LMDBDatabase
     let streams: LMDBDatabase
+    let streamHeads: LMDBDatabase
     private let writer: LogWriter?
     let notifier: AppendNotifier
 
-    private init(environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, writer: LogWriter?, lastSeq: UInt64) {
+    private init(
+        environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, streamHeads: LMDBDatabase,
+        writer: LogWriter?, lastSeq: UInt64
+    ) {
         self.environment = environment
         self.records = records
         self.streams = streams
+        self.streamHeads = streamHeads
         self.writer = writer
         self.notifier = AppendNotifier(lastSeq: lastSeq)
     }
@@ -56,9 +64,12 @@ public final class EventLog: Sendable {
     ) async throws -> EventLog {
         let environment = try existing ?? openEnvironment(configuration)
         let records = try environment.openDatabase("log.records")
-        let streams = try environment.openDatabase("log.streams", duplicateSortedFixed: true)
+        let streams = try environment.openDatabase("log.stream_index")
+        let streamHeads = try environment.openDatabase("log.stream_heads")
         if configuration.readOnly {
-            let log = EventLog(environment: environment, records: records, streams: streams, writer: nil, lastSeq: 0)
+            let log = EventLog(
+                environment: environment, records: records, streams: streams, streamHeads: streamHeads,
+                writer: nil, lastSeq: 0)
             _ = try log.lastRecord()
             return log
         }
@@ -68,11 +79,15 @@ public final class EventLog: Sendable {
         let reader = LogReader(environment: environment, records: records)
         let last = try reader.lastRecord()
         let writer = LogWriter(
-            environment: environment, records: records, streams: streams, reader: reader,
+            environment: environment, records: records, streams: streams, streamHeads: streamHeads, reader: reader,
             projector: projector, maxEventsPerCommit: configuration.maxEventsPerCommit,
+            gatherWindow: Double(configuration.groupCommitGatherWindow.components.attoseconds) / 1e18
+                + Double(configuration.groupCommitGatherWindow.components.seconds),
             lastSeq: last?.seq ?? 0, lastHash: last?.hash ?? .genesis,
             lastTimestamp: last?.timestamp ?? 0)
-        let log = EventLog(environment: environment, records: records, streams: streams, writer: writer, lastSeq: last?.seq ?? 0)
+        let log = EventLog(
+            environment: environment, records: records, streams: streams, streamHeads: streamHeads,
+            writer: writer, lastSeq: last?.seq ?? 0)
         writer.start(notifier: log.notifier)
         if projector != nil {
             try await writer.catchUpProjection(progress: nil)
@@ -130,21 +145,16 @@ public final class EventLog: Sendable {
         try reader.chunk(from: max(start, 1), through: end, limit: limit, previous: nil)
     }
 
-    /// Every record from `start` on, in order, read in chunks so no transaction stays open long.
-    /// The chain is verified across the whole pass. `body` returns false to stop.
+    /// Every record from `start` on, in order, read in chunks so no transaction stays open long
+    /// (the next chunk is read on another thread meanwhile). The chain is verified across the whole
+    /// pass. `body` returns false to stop.
     public func forEachRecord(
         from start: UInt64 = 1, through end: UInt64 = .max, chunkSize: Int = 16384,
         _ body: (LogRecord) throws -> Bool
     ) throws {
-        var next = max(start, 1)
-        var previous: RecordHash? = nil
-        while next <= end {
-            let chunk = try reader.chunk(from: next, through: end, limit: chunkSize, previous: previous)
-            guard let last = chunk.last else { return }
-            for record in chunk where try !body(record) { return }
-            previous = last.hash
-            if last.seq == .max { return }
-            next = last.seq + 1
+        try reader.forEachChunk(from: max(start, 1), through: end, chunkSize: chunkSize, previous: nil) { chunk in
+            for record in chunk where try !body(record) { return false }
+            return true
         }
     }
 
@@ -152,15 +162,19 @@ public final class EventLog: Sendable {
     public func seqs(ofStream streamID: String) throws -> [UInt64] {
         let key = Array(streamID.utf8)
         guard !key.isEmpty, key.count <= LogRecord.maxStreamIDBytes else { return [] }
-        var seqs = [UInt64]()
-        try environment.withReadTransaction { txn in
-            try txn.scan(streams, from: key) { foundKey, value in
-                guard foundKey.elementsEqual(key), let seq = sequence(fromKey: value) else { return false }
+        return try environment.withReadTransaction { txn in
+            guard let head = try txn.withValue(streamHeads, key: key, { $0.flatMap(sequence(fromKey:)) }) else { return [] }
+            var seqs = [UInt64]()
+            try txn.scan(streams, from: streamIndexKey(head: head, seq: 0)) { foundKey, _ in
+                guard foundKey.count == 16,
+                      sequence(fromKey: UnsafeRawBufferPointer(rebasing: foundKey[0..<8])) == head,
+                      let seq = sequence(fromKey: UnsafeRawBufferPointer(rebasing: foundKey[8..<16]))
+                else { return false }
                 seqs.append(seq)
                 return true
             }
+            return seqs
         }
-        return seqs
     }
 
     /// Every record of one stream, in order, each checked.
@@ -172,19 +186,29 @@ public final class EventLog: Sendable {
     /// the stream index holds one entry per record. Throws the first problem found, naming its seq.
     @discardableResult
     public func verify(progress: ((LogProgress) -> Void)? = nil) throws -> UInt64 {
-        let total = try lastSeq()
+        // The last seq and the index size from one snapshot: a writer may append meanwhile.
+        let (total, indexed) = try environment.withReadTransaction { txn in
+            var last: UInt64 = 0
+            try txn.scanBackward(records) { key, _ in
+                last = sequence(fromKey: key) ?? 0
+                return false
+            }
+            return (last, try txn.count(streams))
+        }
         var checked: UInt64 = 0
-        try forEachRecord { record in
+        try forEachRecord(through: total) { record in
             checked = record.seq
             if record.seq % 65536 == 0 { progress?(LogProgress(done: record.seq, total: total)) }
             return true
         }
-        let indexed = try environment.withReadTransaction { try $0.count(streams) }
-        if UInt64(indexed) != checked {
-            throw EventLogError.corruptRecord(seq: checked, reason: "stream index holds \(indexed) entries for \(checked) records")
+        if checked != total {
+            throw EventLogError.sequenceGap(after: checked, found: total)
         }
-        progress?(LogProgress(done: checked, total: total))
-        return checked
+        if UInt64(indexed) != total {
+            throw EventLogError.corruptRecord(seq: total, reason: "stream index holds \(indexed) entries for \(total) records")
+        }
+        progress?(LogProgress(done: total, total: total))
+        return total
     }
 
     /// Records appended after `seq`, first those already in the log, then new ones as they are

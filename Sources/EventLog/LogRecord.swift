@@ -1,18 +1,44 @@
 import Crypto
 
-/// A SHA-256 value linking log records into a tamper-evident chain.
+/// A SHA-256 value linking log records into a tamper-evident chain (stored inline, no allocation).
 public struct RecordHash: Sendable, Hashable, CustomStringConvertible {
-    /// The 32 bytes of the hash.
-    public let bytes: [UInt8]
+    private var words: (UInt64, UInt64, UInt64, UInt64)
 
     /// The hash that precedes record 1.
-    public static let genesis = RecordHash(bytes: [UInt8](repeating: 0, count: 32))
+    public static let genesis = RecordHash(words: (0, 0, 0, 0))
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(words: (UInt64, UInt64, UInt64, UInt64)) { self.words = words }
 
-    init(_ digest: SHA256.Digest) { bytes = Array(digest) }
+    init(_ digest: SHA256.Digest) {
+        words = (0, 0, 0, 0)
+        digest.withUnsafeBytes { source in
+            withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: source) }
+        }
+    }
 
-    init(_ raw: UnsafeRawBufferPointer) { bytes = Array(raw) }
+    init(_ raw: UnsafeRawBufferPointer) {
+        words = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw.prefix(32))) }
+    }
+
+    /// The 32 bytes of the hash.
+    public var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+
+    /// Calls `body` with the 32 bytes of the hash.
+    func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try withUnsafeBytes(of: words, body)
+    }
+
+    public static func == (lhs: RecordHash, rhs: RecordHash) -> Bool {
+        lhs.words.0 == rhs.words.0 && lhs.words.1 == rhs.words.1 && lhs.words.2 == rhs.words.2 && lhs.words.3 == rhs.words.3
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
+    }
 
     public var description: String { bytes.map { hexDigits[Int($0)] }.joined() }
 }
@@ -129,9 +155,9 @@ enum RecordCodec {
         bytes.append(contentsOf: event.type.utf8)
         appendBigEndian(UInt32(event.payload.count), to: &bytes)
         bytes.append(contentsOf: event.payload)
-        bytes.append(contentsOf: previousHash.bytes)
+        previousHash.withBytes { bytes.append(contentsOf: $0) }
         let hash = bytes.withUnsafeBytes { digest(seq: seq, body: $0) }
-        bytes.append(contentsOf: hash.bytes)
+        hash.withBytes { bytes.append(contentsOf: $0) }
         return (bytes, hash)
     }
 
@@ -156,7 +182,7 @@ enum RecordCodec {
             throw EventLogError.corruptRecord(seq: seq, reason: "\(raw.count - reader.offset) trailing bytes")
         }
         let computed = digest(seq: seq, body: UnsafeRawBufferPointer(rebasing: raw[0..<bodyEnd]))
-        guard computed.bytes.elementsEqual(storedHash) else {
+        guard computed == RecordHash(storedHash) else {
             throw EventLogError.corruptRecord(seq: seq, reason: "checksum mismatch")
         }
         return LogRecord(
@@ -176,6 +202,16 @@ enum RecordCodec {
 public func sequenceKey(_ seq: UInt64) -> [UInt8] {
     var key = [UInt8]()
     key.reserveCapacity(8)
+    appendBigEndian(seq, to: &key)
+    return key
+}
+
+/// Key of the stream index: the stream's first seq, then the record's seq (both big-endian).
+/// Streams that are active together were started recently, so their keys sit near the end of
+/// the index and a commit touches few of its pages (a key per gid would touch one per event).
+func streamIndexKey(head: UInt64, seq: UInt64) -> [UInt8] {
+    var key = sequenceKey(head)
+    key.reserveCapacity(16)
     appendBigEndian(seq, to: &key)
     return key
 }

@@ -17,9 +17,11 @@ final class LogWriter: @unchecked Sendable {
     private let environment: LMDBEnvironment
     private let records: LMDBDatabase
     private let streams: LMDBDatabase
+    private let streamHeads: LMDBDatabase
     private let reader: LogReader
     private let projector: (any LogProjector)?
     private let maxEventsPerCommit: Int
+    private let gatherWindow: TimeInterval
 
     private let condition = NSCondition()
     private var queue: [Job] = []
@@ -30,18 +32,24 @@ final class LogWriter: @unchecked Sendable {
     private var lastHash: RecordHash
     private var lastTimestamp: UInt64
     private var notifier: AppendNotifier?
+    /// First seq of recently written streams, to spare a lookup per event.
+    private var headCache: [String: UInt64] = [:]
+    private static let headCacheLimit = 65536
 
     init(
-        environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, reader: LogReader,
-        projector: (any LogProjector)?, maxEventsPerCommit: Int,
+        environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, streamHeads: LMDBDatabase,
+        reader: LogReader,
+        projector: (any LogProjector)?, maxEventsPerCommit: Int, gatherWindow: TimeInterval,
         lastSeq: UInt64, lastHash: RecordHash, lastTimestamp: UInt64
     ) {
         self.environment = environment
         self.records = records
         self.streams = streams
+        self.streamHeads = streamHeads
         self.reader = reader
         self.projector = projector
         self.maxEventsPerCommit = max(1, maxEventsPerCommit)
+        self.gatherWindow = max(0, gatherWindow)
         self.lastSeq = lastSeq
         self.lastHash = lastHash
         self.lastTimestamp = lastTimestamp
@@ -91,10 +99,19 @@ final class LogWriter: @unchecked Sendable {
     }
 
     /// Takes the next unit of work: every queued append up to the batch limit, or one other job.
-    private func nextJobs() -> [Job] {
+    ///
+    /// `returning` is how many appenders the previous commit resumed. They usually append again
+    /// within microseconds; while fewer appends than that are queued, the writer waits for them up
+    /// to `gatherWindow`, so a busy log commits about all its appenders at once rather than two
+    /// alternating halves. A lone appender never waits: it is the one queued append.
+    private func nextJobs(returning: Int) -> [Job] {
         condition.lock()
         defer { condition.unlock() }
         while queue.isEmpty { condition.wait() }
+        if returning > 1, case .append = queue[0], gatherWindow > 0 {
+            let deadline = Date(timeIntervalSinceNow: gatherWindow)
+            while queue.count < returning, condition.wait(until: deadline) {}
+        }
         if case .append = queue[0] {
             var taken = 0
             var events = 0
@@ -114,11 +131,14 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func run() {
+        var returning = 0
         while true {
-            let jobs = nextJobs()
+            let jobs = nextJobs(returning: returning)
+            returning = 0
             switch jobs.first {
             case .append?:
                 commitAppends(jobs)
+                returning = jobs.count
             case let .project(rebuild, progress, continuation)?:
                 do {
                     try runProjection(rebuild: rebuild, progress: progress)
@@ -157,9 +177,10 @@ final class LogWriter: @unchecked Sendable {
         batches.reserveCapacity(jobs.count)
         for case let .append(events, _) in jobs { batches.append(events) }
         do {
-            let (seq, hash) = try writeWithGrowth { txn in
+            let (seq, hash, newHeads) = try writeWithGrowth { txn in
                 var seq = lastSeq
                 var hash = lastHash
+                var newHeads = [String: UInt64]()
                 var written = [LogRecord]()
                 if projector != nil { written.reserveCapacity(batches.reduce(0) { $0 + $1.count }) }
                 for events in batches {
@@ -168,7 +189,8 @@ final class LogWriter: @unchecked Sendable {
                         let key = sequenceKey(seq)
                         let encoded = RecordCodec.encode(event, seq: seq, timestamp: timestamp, previousHash: hash)
                         try txn.put(records, key: key, value: encoded.bytes, append: true)
-                        try txn.put(streams, key: Array(event.streamID.utf8), value: key)
+                        let head = try streamHead(event.streamID, seq: seq, newHeads: &newHeads, in: txn)
+                        try txn.put(streams, key: streamIndexKey(head: head, seq: seq), value: EmptyCollection<UInt8>())
                         if projector != nil {
                             written.append(LogRecord(
                                 seq: seq, timestamp: timestamp, streamID: event.streamID, type: event.type,
@@ -178,8 +200,10 @@ final class LogWriter: @unchecked Sendable {
                     }
                 }
                 if let projector { try projector.project(written, in: txn) }
-                return (seq, hash)
+                return (seq, hash, newHeads)
             }
+            if headCache.count + newHeads.count > Self.headCacheLimit { headCache.removeAll(keepingCapacity: true) }
+            headCache.merge(newHeads) { $1 }
             var next = lastSeq
             lastSeq = seq
             lastHash = hash
@@ -195,6 +219,21 @@ final class LogWriter: @unchecked Sendable {
         }
     }
 
+    /// The first seq of the stream, recording `seq` as its first when the stream is new.
+    private func streamHead(
+        _ streamID: String, seq: UInt64, newHeads: inout [String: UInt64], in txn: borrowing LMDBWriteTransaction
+    ) throws -> UInt64 {
+        if let head = newHeads[streamID] ?? headCache[streamID] { return head }
+        let key = Array(streamID.utf8)
+        if let head = try txn.withValue(streamHeads, key: key, { $0.flatMap(sequence(fromKey:)) }) {
+            newHeads[streamID] = head
+            return head
+        }
+        try txn.put(streamHeads, key: key, value: sequenceKey(seq))
+        newHeads[streamID] = seq
+        return seq
+    }
+
     /// Brings the projector up to the end of the log, from its checkpoint or (rebuild) from scratch.
     private func runProjection(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?) throws {
         guard let projector else { return }
@@ -206,17 +245,16 @@ final class LogWriter: @unchecked Sendable {
             progress?(LogProgress(done: lastSeq, total: lastSeq))
             return
         }
-        var previous = start == 0 ? RecordHash.genesis : try reader.chunk(from: start, through: start, limit: 1, previous: nil).first?.hash
-        var next = start + 1
-        while next <= lastSeq {
-            let chunk = try reader.chunk(from: next, through: lastSeq, limit: 32768, previous: previous)
-            guard let last = chunk.last else {
-                throw EventLogError.sequenceGap(after: next - 1, found: lastSeq)
-            }
+        let previous = start == 0 ? RecordHash.genesis : try reader.chunk(from: start, through: start, limit: 1, previous: nil).first?.hash
+        var reached = start
+        try reader.forEachChunk(from: start + 1, through: lastSeq, chunkSize: 32768, previous: previous) { chunk in
             try writeWithGrowth { txn in try projector.project(chunk, in: txn) }
-            previous = last.hash
-            next = last.seq + 1
-            progress?(LogProgress(done: last.seq, total: lastSeq))
+            reached = chunk.last?.seq ?? reached
+            progress?(LogProgress(done: reached, total: lastSeq))
+            return true
+        }
+        guard reached == lastSeq else {
+            throw EventLogError.sequenceGap(after: reached, found: lastSeq)
         }
     }
 

@@ -97,6 +97,26 @@ func event(_ stream: String, _ text: String, type: String = "test") -> NewEvent 
         await #expect(throws: EventLogError.closed) { try await log.append([event("a", "late")]) }
     }
 
+    @Test func forEachRecordReadsAheadAcrossChunksAndStopsWhenAsked() async throws {
+        let path = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let log = try await EventLog.open(testConfiguration(path))
+        for round in 0..<10 { _ = try await log.append((0..<10).map { event("c\($0)", "\(round)") }) }
+        var seen = [UInt64]()
+        try log.forEachRecord(chunkSize: 7) { record in
+            seen.append(record.seq)
+            return true
+        }
+        #expect(seen == Array(1...100))
+        seen.removeAll()
+        try log.forEachRecord(from: 20, through: 60, chunkSize: 7) { record in
+            seen.append(record.seq)
+            return record.seq < 45
+        }
+        #expect(seen == Array(20...45))
+        try await log.close()
+    }
+
     @Test func mapGrowsPastItsInitialSize() async throws {
         let path = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -177,6 +197,15 @@ func event(_ stream: String, _ text: String, type: String = "test") -> NewEvent 
         #expect(throws: EventLogError.corruptRecord(seq: 137, reason: "checksum mismatch")) {
             try writable.forEachRecord { _ in true }
         }
+        // The same damage found by the prefetching reader in a later chunk.
+        var seenBeforeDamage = [UInt64]()
+        #expect(throws: EventLogError.corruptRecord(seq: 137, reason: "checksum mismatch")) {
+            try writable.forEachRecord(chunkSize: 10) { record in
+                seenBeforeDamage.append(record.seq)
+                return true
+            }
+        }
+        #expect(seenBeforeDamage == Array(1...130))
         try await writable.close()
     }
 

@@ -25,22 +25,37 @@ struct LogBenchmark: AsyncParsableCommand {
     @Flag(help: "Skip fsync (not a durable measurement; for quick smoke runs).")
     var noSync = false
 
+    @Flag(help: "Skip the append phases.")
+    var skipAppends = false
+
+    @Flag(help: "Reuse the replay log left in --directory by an earlier run instead of filling a new one.")
+    var reuseLog = false
+
     func run() async throws {
         let root = directory ?? NSTemporaryDirectory() + "dtm-bench-\(getpid())"
-        try? FileManager.default.removeItem(atPath: root)
+        if reuseLog && directory == nil { throw ValidationError("--reuse-log needs --directory") }
+        if !reuseLog { try? FileManager.default.removeItem(atPath: root) }
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: root) } }
         let durability: Durability = noSync ? .noSync : .sync
         print("dtm-bench log: durability=\(noSync ? "nosync" : "fsync"), \(ProcessInfo.processInfo.activeProcessorCount) cores, dir=\(root)")
 
-        let single = try await appendRate(path: root + "/single", appenders: 1, durability: durability)
-        print(String(format: "append, 1 appender:        %10.0f appends/s  (%d appends, %.1f events/commit)", single.rate, single.appends, single.eventsPerCommit))
-        let grouped = try await appendRate(path: root + "/grouped", appenders: appenders, durability: durability)
-        print(String(format: "append, %3d appenders:     %10.0f appends/s  (%d appends, %.1f events/commit)", appenders, grouped.rate, grouped.appends, grouped.eventsPerCommit))
-        print(String(format: "group commit speed-up:     %10.1f x", grouped.rate / single.rate))
+        if !skipAppends {
+            try? FileManager.default.removeItem(atPath: root + "/single")
+            try? FileManager.default.removeItem(atPath: root + "/grouped")
+            let single = try await appendRate(path: root + "/single", appenders: 1, durability: durability)
+            print(String(format: "append, 1 appender:        %10.0f appends/s  (%d appends, %.1f events/commit)", single.rate, single.appends, single.eventsPerCommit))
+            let grouped = try await appendRate(path: root + "/grouped", appenders: appenders, durability: durability)
+            print(String(format: "append, %3d appenders:     %10.0f appends/s  (%d appends, %.1f events/commit)", appenders, grouped.rate, grouped.appends, grouped.eventsPerCommit))
+            print(String(format: "group commit speed-up:     %10.1f x", grouped.rate / single.rate))
+        }
 
         let path = root + "/replay"
-        let fill = try await fillTransactions(path: path, events: events, durability: durability)
-        print(String(format: "live append + projection:  %10.0f events/s  (%d events, %d transactions, batches of %d)", fill.rate, fill.events, fill.transactions, Self.fillBatch))
+        let transactions = events / 6
+        if !reuseLog {
+            let fill = try await fillTransactions(path: path, transactions: transactions, durability: durability)
+            print(String(format: "live append + projection:  %10.0f events/s  (%d events, %d transactions, batches of %d)", fill.rate, fill.events, transactions, Self.fillBatch))
+        }
+        let fill = (events: transactions * 6, transactions: transactions, lastGid: SampleTransactions.gid(transactions - 1))
 
         let openStart = ContinuousClock.now
         let environment = try LMDBEnvironment(path: path, options: options(durability))
@@ -96,9 +111,13 @@ struct LogBenchmark: AsyncParsableCommand {
         let appends = try await withThrowingTaskGroup(of: Int.self) { group in
             for appender in 0..<appenders {
                 group.addTask {
+                    // Like a coordinator's load: each transaction (a random gid, as dtm's are)
+                    // gets six events, then the appender moves on to a new one.
                     var count = 0
+                    var gid = ""
                     while ContinuousClock.now < deadline {
-                        _ = try await log.append([NewEvent(streamID: "bench-\(appender)-\(count % 16)", type: "bench", payload: payload)])
+                        if count % 6 == 0 { gid = UUID().uuidString }
+                        _ = try await log.append([NewEvent(streamID: gid, type: "bench", payload: payload)])
                         count += 1
                     }
                     return count
@@ -127,13 +146,12 @@ struct LogBenchmark: AsyncParsableCommand {
     private static let fillBatch = 600
 
     /// Fills a log with saga-shaped transactions (six events each) through the live projection.
-    private func fillTransactions(path: String, events: Int, durability: Durability) async throws -> (events: Int, transactions: Int, rate: Double, lastGid: String) {
+    private func fillTransactions(path: String, transactions: Int, durability: Durability) async throws -> (events: Int, rate: Double) {
         let environment = try LMDBEnvironment(path: path, options: options(durability))
         let view = try TransactionView(environment: environment)
         var configuration = EventLogConfiguration(path: path)
         configuration.durability = durability
         let log = try await EventLog.open(configuration, projector: view, environment: environment)
-        let transactions = events / 6
         let start = ContinuousClock.now
         var written = 0
         var batch = [NewEvent]()
@@ -149,7 +167,7 @@ struct LogBenchmark: AsyncParsableCommand {
         }
         let rate = Double(written) / elapsedSeconds(ContinuousClock.now - start)
         try await log.close()
-        return (written, transactions, rate, SampleTransactions.gid(transactions - 1))
+        return (written, rate)
     }
 }
 
