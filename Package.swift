@@ -7,6 +7,10 @@ let package = Package(
     products: [
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "Projections", targets: ["Projections"]),
+        .library(name: "Coordinator", targets: ["Coordinator"]),
+        .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
+        .library(name: "HttpGateway", targets: ["HttpGateway"]),
+        .executable(name: "dtmd", targets: ["dtmd"]),
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
     ],
     dependencies: [
@@ -14,6 +18,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +45,52 @@ let package = Package(
             dependencies: [
                 "EventLog",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "Coordinator",
+            dependencies: [
+                "EventLog",
+                "Projections",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "GrpcGateway",
+            dependencies: [
+                "Coordinator",
+                "Projections",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "HttpGateway",
+            dependencies: [
+                "Coordinator",
+                "Projections",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .executableTarget(
+            name: "dtmd",
+            dependencies: [
+                "EventLog",
+                "Projections",
+                "Coordinator",
+                "GrpcGateway",
+                "HttpGateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -57,6 +114,15 @@ let package = Package(
         .testTarget(
             name: "ProjectionsTests",
             dependencies: ["Projections", "EventLog"]
+        ),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: [
+                "Coordinator", "Projections", "EventLog", "GrpcGateway",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -23,3 +23,12 @@ protoc -I Protos \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
   Protos/swiftdtm/events/v1/events.proto
+
+# dtm's gRPC service: messages and grpc-swift-2 server and client code.
+mkdir -p Sources/GrpcGateway/Generated
+protoc -I Protos \
+  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
+  --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
+  --swift_out=Sources/GrpcGateway/Generated --swift_opt=Visibility=Public \
+  --grpc-swift-2_out=Sources/GrpcGateway/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  Protos/dtmgimp/dtmgimp.proto

@@ -108,7 +108,25 @@ public final class EventLog: Sendable {
         guard let writer else { throw EventLogError.readOnly }
         for event in events { try RecordCodec.validate(event) }
         if events.isEmpty { return [] }
-        return try await writer.append(events)
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.append(events) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Queues `events` without waiting for the commit. Appends queued one after another are
+    /// committed in that order; `AppendTicket.durable()` waits for this one. For progress that
+    /// need not stall its producer (a coordinator records branch outcomes this way and waits only
+    /// before it answers a client).
+    public func enqueue(_ events: [NewEvent]) throws -> AppendTicket {
+        guard let writer else { throw EventLogError.readOnly }
+        for event in events { try RecordCodec.validate(event) }
+        let ticket = AppendTicket()
+        if events.isEmpty {
+            ticket.complete(.success([]))
+        } else {
+            writer.append(events) { ticket.complete($0) }
+        }
+        return ticket
     }
 
     /// Drops the projection and rebuilds it from the whole log (checksums and chain are checked on

@@ -9,7 +9,7 @@ import Synchronization
 /// commits once (group commit), then resumes every producer with its seqs.
 final class LogWriter: @unchecked Sendable {
     private enum Job {
-        case append([NewEvent], CheckedContinuation<[UInt64], Error>)
+        case append([NewEvent], @Sendable (Result<[UInt64], Error>) -> Void)
         case project(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, Error>)
         case stop(CheckedContinuation<Void, Error>)
     }
@@ -62,10 +62,10 @@ final class LogWriter: @unchecked Sendable {
         thread.start()
     }
 
-    func append(_ events: [NewEvent]) async throws -> [UInt64] {
-        try await withCheckedThrowingContinuation { continuation in
-            enqueue(.append(events, continuation)) { continuation.resume(throwing: EventLogError.closed) }
-        }
+    /// Queues `events`; `completion` runs on the writer thread once they are durable (or failed).
+    /// Appends queued from one task are committed in the order they were queued.
+    func append(_ events: [NewEvent], completion: @escaping @Sendable (Result<[UInt64], Error>) -> Void) {
+        enqueue(.append(events, completion)) { completion(.failure(EventLogError.closed)) }
     }
 
     func catchUpProjection(progress: (@Sendable (LogProgress) -> Void)?) async throws {
@@ -163,7 +163,7 @@ final class LogWriter: @unchecked Sendable {
         condition.unlock()
         for job in rest {
             switch job {
-            case let .append(_, continuation): continuation.resume(throwing: EventLogError.closed)
+            case let .append(_, completion): completion(.failure(EventLogError.closed))
             case let .project(_, _, continuation): continuation.resume(throwing: EventLogError.closed)
             case let .stop(continuation): continuation.resume()
             }
@@ -209,13 +209,13 @@ final class LogWriter: @unchecked Sendable {
             lastHash = hash
             lastTimestamp = timestamp
             notifier?.published(lastSeq: seq)
-            for case let .append(events, continuation) in jobs {
+            for case let .append(events, completion) in jobs {
                 let first = next + 1
                 next += UInt64(events.count)
-                continuation.resume(returning: Array(first...next))
+                completion(.success(Array(first...next)))
             }
         } catch {
-            for case let .append(_, continuation) in jobs { continuation.resume(throwing: error) }
+            for case let .append(_, completion) in jobs { completion(.failure(error)) }
         }
     }
 
@@ -310,6 +310,44 @@ final class AppendNotifier: Sendable {
         } onCancel: {
             let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
             waiter?.continuation.resume()
+        }
+    }
+}
+
+/// An append that was queued without waiting: wait for it (its durability) later.
+public final class AppendTicket: Sendable {
+    private enum State {
+        case pending([CheckedContinuation<[UInt64], Error>])
+        case done(Result<[UInt64], Error>)
+    }
+
+    private let state = Mutex(State.pending([]))
+
+    init() {}
+
+    func complete(_ result: Result<[UInt64], Error>) {
+        let waiting = state.withLock { state -> [CheckedContinuation<[UInt64], Error>] in
+            guard case let .pending(waiting) = state else { return [] }
+            state = .done(result)
+            return waiting
+        }
+        for continuation in waiting { continuation.resume(with: result) }
+    }
+
+    /// The seqs of the queued events, once they are durable.
+    public func durable() async throws -> [UInt64] {
+        try await withCheckedThrowingContinuation { continuation in
+            let result = state.withLock { state -> Result<[UInt64], Error>? in
+                switch state {
+                case var .pending(waiting):
+                    waiting.append(continuation)
+                    state = .pending(waiting)
+                    return nil
+                case let .done(result):
+                    return result
+                }
+            }
+            if let result { continuation.resume(with: result) }
         }
     }
 }

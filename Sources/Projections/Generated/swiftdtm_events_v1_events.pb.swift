@@ -180,7 +180,8 @@ public nonisolated enum AttemptOutcome: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
-/// The options a client gave the transaction (0 / empty = the server's default).
+/// The options in force for the transaction: what the client gave, with the server's defaults
+/// filled in when the transaction was created (so replaying it never depends on today's config).
 public nonisolated struct TransactionOptions: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -188,17 +189,39 @@ public nonisolated struct TransactionOptions: Sendable {
 
   public var waitResult: Bool = false
 
+  /// Seconds; 0 = no timeout.
   public var timeoutToFail: Int64 = 0
 
+  /// Seconds between retries (the base of the backoff).
   public var retryInterval: Int64 = 0
 
   public var branchHeaders: Dictionary<String,String> = [:]
 
+  /// Seconds a branch call may take.
   public var requestTimeout: Int64 = 0
 
+  /// Attempts an action may take before a saga gives up on it; 0 = no limit.
   public var retryLimit: Int64 = 0
 
+  /// Saga steps run by `step_orders` (concurrently) instead of one after another.
   public var concurrent: Bool = false
+
+  public var stepOrders: [StepOrder] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A concurrent saga's step (0-based) and the steps that must succeed before it starts.
+public nonisolated struct StepOrder: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var step: Int32 = 0
+
+  public var after: [Int32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -654,7 +677,7 @@ nonisolated extension AttemptOutcome: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension TransactionOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TransactionOptions"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}wait_result\0\u{3}timeout_to_fail\0\u{3}retry_interval\0\u{3}branch_headers\0\u{3}request_timeout\0\u{3}retry_limit\0\u{1}concurrent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}wait_result\0\u{3}timeout_to_fail\0\u{3}retry_interval\0\u{3}branch_headers\0\u{3}request_timeout\0\u{3}retry_limit\0\u{1}concurrent\0\u{3}step_orders\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -669,6 +692,7 @@ nonisolated extension TransactionOptions: SwiftProtobuf.Message, SwiftProtobuf._
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.requestTimeout) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.retryLimit) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.concurrent) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.stepOrders) }()
       default: break
       }
     }
@@ -696,6 +720,9 @@ nonisolated extension TransactionOptions: SwiftProtobuf.Message, SwiftProtobuf._
     if self.concurrent != false {
       try visitor.visitSingularBoolField(value: self.concurrent, fieldNumber: 7)
     }
+    if !self.stepOrders.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.stepOrders, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -707,6 +734,42 @@ nonisolated extension TransactionOptions: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.requestTimeout != rhs.requestTimeout {return false}
     if lhs.retryLimit != rhs.retryLimit {return false}
     if lhs.concurrent != rhs.concurrent {return false}
+    if lhs.stepOrders != rhs.stepOrders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension StepOrder: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StepOrder"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}after\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.step) }()
+      case 2: try { try decoder.decodeRepeatedInt32Field(value: &self.after) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.step != 0 {
+      try visitor.visitSingularInt32Field(value: self.step, fieldNumber: 1)
+    }
+    if !self.after.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.after, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: StepOrder, rhs: StepOrder) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.after != rhs.after {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

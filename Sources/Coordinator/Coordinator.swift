@@ -1,0 +1,276 @@
+import EventLog
+import Foundation
+import Logging
+import Projections
+
+/// The imperative shell around the modes' pure decisions: checks client requests against the
+/// projected state and records them as events, drives transactions round by round (decide → call
+/// branches → record outcomes), and tells the gateways what to answer.
+///
+/// Client requests are acknowledged only once their events are durable. Progress inside a round
+/// (attempts started and finished) is queued to the log without waiting, and folded into the
+/// round's own copy of the state with the same `apply` the view uses; the round waits for
+/// durability once, at its end. Every branch call is idempotent by contract, so a crash that loses
+/// undurable progress only repeats calls.
+public final class Coordinator: Sendable {
+    let log: EventLog
+    /// The materialized view the coordinator reads state from.
+    public let view: TransactionView
+    let invoker: any BranchInvoker
+    let defaults: TransactionDefaults
+    let logger: Logger
+    let locks = GidLocks()
+    let clock: @Sendable () -> Int64
+
+    public init(
+        log: EventLog, view: TransactionView, invoker: any BranchInvoker, defaults: TransactionDefaults,
+        logger: Logger = Logger(label: "swiftdtm.coordinator"),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+    ) {
+        self.log = log
+        self.view = view
+        self.invoker = invoker
+        self.defaults = defaults
+        self.logger = logger
+        self.clock = clock
+    }
+
+    // MARK: Client requests
+
+    /// A new globally unique gid.
+    public func newGid() -> String { GidGenerator.next() }
+
+    /// dtm's Prepare: creates a prepared transaction; idempotent while it is prepared.
+    public func prepare(_ request: TransactionRequest) async throws {
+        let created = try TransactionCreation.created(request, status: .prepared, defaults: defaults, now: clock())
+        try await locks.withLock(request.gid) {
+            if let existing = try self.view.transaction(request.gid) {
+                guard existing.status == .prepared else {
+                    throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot prepare")
+                }
+                return
+            }
+            try await self.record([.created(created)], gid: request.gid)
+        }
+    }
+
+    /// dtm's Submit: submits a prepared transaction or creates a submitted one, then drives it.
+    /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
+    public func submit(_ request: TransactionRequest) async throws {
+        let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock())
+        try await locks.withLock(request.gid) {
+            if let existing = try self.view.transaction(request.gid) {
+                switch existing.status {
+                case .prepared:
+                    try await self.record([
+                        .statusChanged(.with { $0.from = .prepared; $0.to = .submitted }),
+                        .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
+                    ], gid: request.gid)
+                case .submitted:
+                    return
+                default:
+                    throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot submit")
+                }
+            } else {
+                try await self.record([.created(created)], gid: request.gid)
+            }
+        }
+        logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(request.transType)"])
+        let stored = try view.transaction(request.gid)
+        let waitResult = request.waitResult || (stored?.options.waitResult ?? false)
+        if created.nextDueUs > clock() { return }
+        if waitResult {
+            let state = try await drive(request.gid)
+            guard let state, state.status == .succeed else {
+                throw CoordinatorError.failure(Self.waitResultMessage(state))
+            }
+        } else {
+            Task { try? await self.drive(request.gid) }
+        }
+    }
+
+    /// dtm's Abort: a prepared msg fails; a prepared or aborting tcc/xa moves to aborting and is
+    /// rolled back.
+    public func abort(_ request: TransactionRequest) async throws {
+        try RequestValidation.gid(request.gid)
+        try await locks.withLock(request.gid) {
+            guard let existing = try self.view.transaction(request.gid) else {
+                throw CoordinatorError.failure("transaction '\(request.gid)' not found, cannot abort")
+            }
+            if existing.transType == Msg.transType, existing.status == .prepared {
+                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = request.rollbackReason })], gid: request.gid)
+                return
+            }
+            guard [Tcc.transType, Xa.transType].contains(existing.transType),
+                  existing.status == .prepared || existing.status == .aborting
+            else {
+                throw CoordinatorError.failure("trans type: '\(existing.transType)' current status '\(existing.status.dtmName)', cannot abort")
+            }
+            if existing.status == .prepared {
+                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .aborting; $0.reason = request.rollbackReason })], gid: request.gid)
+            }
+        }
+        logger.info("transaction aborted", metadata: ["gid": "\(request.gid)"])
+        let state = try await drive(request.gid)
+        if request.waitResult, let state, state.status != .failed {
+            throw CoordinatorError.ongoing("transaction is \(state.status.dtmName), rollback not finished")
+        }
+    }
+
+    /// dtm's RegisterBranch: adds a TCC (cancel, confirm) or XA (rollback, commit) pair while the
+    /// transaction is prepared. Registering the same branch again changes nothing.
+    public func registerBranch(_ request: BranchRegistrationRequest) async throws {
+        try RequestValidation.gid(request.gid)
+        guard !request.branchID.isEmpty, request.branchID.utf8.count <= 64 else {
+            throw CoordinatorError.invalidArgument("BranchID must be 1 to 64 characters")
+        }
+        let ops: [String]
+        switch request.transType {
+        case Tcc.transType: ops = ["cancel", "confirm"]
+        case Xa.transType: ops = ["rollback", "commit"]
+        case "workflow": throw CoordinatorError.unimplemented("TransType 'workflow' is not supported by this server yet")
+        default: throw CoordinatorError.invalidArgument("TransType '\(request.transType)' does not register branches; expected tcc or xa")
+        }
+        let specs = try ops.map { op in
+            let url = request.transType == Xa.transType ? request.data["url"] ?? "" : request.data[op] ?? ""
+            try RequestValidation.url(url, field: request.transType == Xa.transType ? "Data.url" : "Data.\(op)")
+            return BranchSpec.with {
+                $0.branchID = request.branchID
+                $0.op = op
+                $0.url = url
+                $0.payload = request.payload
+            }
+        }
+        try await locks.withLock(request.gid) {
+            guard let existing = try self.view.transaction(request.gid) else {
+                throw CoordinatorError.failure("transaction '\(request.gid)' not found, cannot register branch")
+            }
+            guard existing.status == .prepared else {
+                throw CoordinatorError.failure("current status '\(existing.status.dtmName)' cannot register branch")
+            }
+            guard existing.transType == request.transType else {
+                throw CoordinatorError.failure("transaction '\(request.gid)' is \(existing.transType), cannot register a \(request.transType) branch")
+            }
+            let new = specs.filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
+            try await self.record(new.map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }, gid: request.gid)
+        }
+    }
+
+    /// The current state of `gid`, nil when unknown.
+    public func transaction(_ gid: String) throws -> TransactionState? {
+        try view.transaction(gid)
+    }
+
+    // MARK: Driving
+
+    /// Runs one round of `gid`: decides and acts until the transaction finishes or has to wait,
+    /// then returns its state once the round's events are durable. Returns nil for an unknown gid.
+    @discardableResult
+    public func drive(_ gid: String) async throws -> TransactionState? {
+        try await locks.withLock(gid) { try await self.round(gid) }
+    }
+
+    /// Whether a round of `gid` is running now.
+    func isDriving(_ gid: String) async -> Bool { await locks.isHeld(gid) }
+
+    private func round(_ gid: String) async throws -> TransactionState? {
+        guard var state = try view.transaction(gid) else { return nil }
+        var tickets = [AppendTicket]()
+        func record(_ event: TransactionEvent) throws {
+            if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock(), gid: gid, event: event), to: state) {
+                state = next
+            }
+            tickets.append(try log.enqueue([try event.logEntry(gid: gid)]))
+        }
+        guard let mode = Modes.mode(state.transType) else { return state }
+        // Each branch is called at most once per round, so a round always ends.
+        for _ in 0...(state.branches.count * 2 + 4) {
+            let now = clock()
+            switch mode.decide(state, now: now) {
+            case .done:
+                break
+            case let .wait(dueUs):
+                if dueUs != state.nextDueUs {
+                    try record(.retryScheduled(.with { $0.dueUs = dueUs; $0.retryInterval = state.retryInterval }))
+                }
+            case let .changeStatus(status, reason):
+                logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
+                try record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason }))
+                continue
+            case let .call(refs):
+                let outcomes = try await call(refs, of: state, record: record)
+                if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock()) {
+                    try record(.retryScheduled(retry))
+                    break
+                }
+                continue
+            }
+            break
+        }
+        for ticket in tickets { _ = try await ticket.durable() }
+        return state
+    }
+
+    /// Calls `refs` concurrently and records each attempt; returns the outcomes.
+    private func call(
+        _ refs: [BranchRef], of state: TransactionState, record: (TransactionEvent) throws -> Void
+    ) async throws -> [(branch: BranchRef, outcome: AttemptOutcome)] {
+        var calls = [(BranchRef, Int32, BranchCall)]()
+        for ref in refs {
+            guard let branch = state.branch(id: ref.branchID, op: ref.op) else { continue }
+            let attempt = branch.attempts + 1
+            try record(.attemptStarted(.with { $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt }))
+            calls.append((ref, attempt, BranchCall(
+                gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
+                payload: branch.payload, headers: state.options.branchHeaders,
+                timeout: .seconds(max(state.options.requestTimeout, 1)))))
+        }
+        let invoker = self.invoker
+        let results = await withTaskGroup(of: (Int, BranchResult, Int64).self) { group in
+            for (index, entry) in calls.enumerated() {
+                let call = entry.2
+                group.addTask {
+                    let start = ContinuousClock.now
+                    // An empty URL counts as success, as in dtm.
+                    let result = call.url.isEmpty ? BranchResult(.success) : await invoker.invoke(call)
+                    let elapsed = ContinuousClock.now - start
+                    return (index, result, elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+                }
+            }
+            var results = [(Int, BranchResult, Int64)]()
+            for await result in group { results.append(result) }
+            return results.sorted { $0.0 < $1.0 }
+        }
+        var outcomes = [(branch: BranchRef, outcome: AttemptOutcome)]()
+        for (index, result, durationUs) in results {
+            let (ref, attempt, _) = calls[index]
+            try record(.attemptFinished(.with {
+                $0.branchID = ref.branchID
+                $0.op = ref.op
+                $0.attempt = attempt
+                $0.outcome = result.outcome
+                $0.durationUs = durationUs
+                $0.error = result.message
+            }))
+            if result.outcome != .success {
+                let final = Modes.mode(state.transType)?.failureIsFinal(op: ref.op) ?? true
+                let note = result.outcome == .failure && !final ? " (dtm semantics: this op is retried until it succeeds)" : ""
+                logger.warning("branch \(ref) answered \(result.outcome)\(note)", metadata: ["gid": "\(state.gid)", "error": "\(result.message)"])
+            }
+            outcomes.append((ref, result.outcome))
+        }
+        return outcomes
+    }
+
+    private func record(_ events: [TransactionEvent], gid: String) async throws {
+        guard !events.isEmpty else { return }
+        _ = try await log.append(events.map { try $0.logEntry(gid: gid) })
+    }
+
+    static func waitResultMessage(_ state: TransactionState?) -> String {
+        guard let state else { return "transaction not found" }
+        if !state.rollbackReason.isEmpty { return state.rollbackReason }
+        let lastError = state.branches.filter { !$0.lastError.isEmpty }.max { $0.updateTimeUs < $1.updateTimeUs }?.lastError
+        return "transaction is \(state.status.dtmName)" + (lastError.map { ": \($0)" } ?? "")
+    }
+}

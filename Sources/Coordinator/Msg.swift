@@ -1,0 +1,41 @@
+import Projections
+
+/// MSG (two-phase message): once submitted, run every `action` until all succeed; it is never
+/// rolled back. While prepared and older than its timeout, ask the application through
+/// QueryPrepared (branch `00`, op `msg`): SUCCESS submits it, FAILURE fails it, ONGOING waits.
+public enum Msg: TransactionMode {
+    public static let transType = "msg"
+    /// The branch id and op under which QueryPrepared calls are recorded.
+    public static let queryPrepared = BranchRef("00", "msg")
+
+    public static func failureIsFinal(op: String) -> Bool { op == queryPrepared.op }
+
+    public static func decide(_ state: TransactionState, now: Int64) -> Step {
+        switch state.status {
+        case .prepared:
+            if let query = state.branch(id: queryPrepared.branchID, op: queryPrepared.op) {
+                if query.status == .succeed { return .changeStatus(.submitted, reason: "") }
+                if query.status == .failed {
+                    let reason = query.lastError.isEmpty ? "QueryPrepared answered FAILURE" : query.lastError
+                    return .changeStatus(.failed, reason: reason)
+                }
+            }
+            let due = timeoutDue(state)
+            guard due > 0, now >= due else { return .wait(dueUs: due) }
+            guard state.branch(id: queryPrepared.branchID, op: queryPrepared.op) != nil else {
+                // No QueryPrepared URL: nothing can resolve it but a client's submit or abort.
+                return .wait(dueUs: 0)
+            }
+            return .call([queryPrepared])
+        case .submitted:
+            let pending = state.branches(op: "action").filter { !$0.succeeded }
+            return callPending(pending, concurrently: state.options.concurrent) ?? .changeStatus(.succeed, reason: "")
+        case .aborting:
+            return .changeStatus(.failed, reason: "")
+        case .succeed, .failed:
+            return .done
+        case .unspecified, .UNRECOGNIZED:
+            return .wait(dueUs: 0)
+        }
+    }
+}

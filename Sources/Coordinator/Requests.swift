@@ -1,0 +1,254 @@
+import Foundation
+import Projections
+
+/// A prepare/submit/abort request as both gateways receive it (dtm's DtmRequest).
+public struct TransactionRequest: Sendable {
+    public var gid = ""
+    public var transType = ""
+    /// dtm's Steps JSON: an array of objects mapping op → URL.
+    public var steps = ""
+    /// The body of each step's branches, in step order.
+    public var payloads: [Data] = []
+    /// Mode-specific JSON: saga `{"concurrent":…,"orders":…}`, msg `{"delay":N}`.
+    public var customData = ""
+    public var queryPrepared = ""
+    public var waitResult = false
+    public var timeoutToFail: Int64 = 0
+    public var retryInterval: Int64 = 0
+    public var requestTimeout: Int64 = 0
+    public var retryLimit: Int64 = 0
+    public var branchHeaders: [String: String] = [:]
+    public var reqExtra: [String: String] = [:]
+    public var rollbackReason = ""
+    /// `grpc` or `http`: the gateway the request came through.
+    public var transport = "grpc"
+
+    public init() {}
+}
+
+/// A RegisterBranch request (dtm's DtmBranchRequest).
+public struct BranchRegistrationRequest: Sendable {
+    public var gid = ""
+    public var transType = ""
+    public var branchID = ""
+    /// TCC: `confirm` and `cancel` URLs; XA: `url`.
+    public var data: [String: String] = [:]
+    public var payload = Data()
+
+    public init() {}
+}
+
+/// The server-side defaults a transaction's options fall back to (dtm's config keys).
+public struct TransactionDefaults: Sendable {
+    /// Seconds before a prepared msg/tcc/xa (or a saga that asked for it) times out.
+    public var timeoutToFail: Int64 = 35
+    /// Base seconds between retries.
+    public var retryInterval: Int64 = 10
+    /// Seconds a branch call may take.
+    public var requestTimeout: Int64 = 3
+
+    public init() {}
+}
+
+/// The longest gid accepted (dtm stores gids in a 128-character column).
+public let maximumGidLength = 128
+
+enum RequestValidation {
+    static func gid(_ gid: String) throws {
+        guard !gid.isEmpty else { throw CoordinatorError.invalidArgument("Gid must not be empty") }
+        guard gid.utf8.count <= maximumGidLength else {
+            throw CoordinatorError.invalidArgument("Gid is \(gid.utf8.count) bytes long; at most \(maximumGidLength) are allowed")
+        }
+        guard !gid.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "/" }) else {
+            throw CoordinatorError.invalidArgument("Gid '\(gid)' contains a control character or '/'")
+        }
+    }
+
+    static func mode(_ transType: String) throws -> any TransactionMode.Type {
+        if transType == "workflow" {
+            throw CoordinatorError.unimplemented("TransType 'workflow' is not supported by this server yet")
+        }
+        guard let mode = Modes.mode(transType) else {
+            throw CoordinatorError.invalidArgument("TransType '\(transType)' is unknown; expected one of saga, msg, tcc, xa")
+        }
+        return mode
+    }
+
+    static func url(_ url: String, field: String) throws {
+        guard !url.isEmpty else { return }
+        do {
+            _ = try GrpcBranchURL(parsing: url)
+        } catch let CoordinatorError.invalidArgument(message) {
+            throw CoordinatorError.invalidArgument("\(field): \(message)")
+        }
+    }
+
+    static func nonNegative(_ value: Int64, _ field: String) throws {
+        guard value >= 0 else { throw CoordinatorError.invalidArgument("\(field) must not be negative, got \(value)") }
+    }
+}
+
+/// Turns a validated request into the `created` event: branches generated per mode, options
+/// with the server's defaults filled in.
+enum TransactionCreation {
+    static func created(
+        _ request: TransactionRequest, status: TransactionStatus, defaults: TransactionDefaults, now: Int64
+    ) throws -> TransactionCreated {
+        try RequestValidation.gid(request.gid)
+        let mode = try RequestValidation.mode(request.transType)
+        for (field, value) in [("TimeoutToFail", request.timeoutToFail), ("RetryInterval", request.retryInterval),
+                               ("RequestTimeout", request.requestTimeout), ("RetryLimit", request.retryLimit)] {
+            try RequestValidation.nonNegative(value, field)
+        }
+        let steps = try parseSteps(request.steps)
+        if steps.count != request.payloads.count {
+            throw CoordinatorError.invalidArgument("Steps has \(steps.count) steps but BinPayloads has \(request.payloads.count) payloads")
+        }
+        let custom = try parseCustomData(request.customData, stepCount: steps.count)
+        try RequestValidation.url(request.queryPrepared, field: "QueryPrepared")
+
+        var created = TransactionCreated()
+        created.transType = mode.transType
+        created.status = status
+        created.protocol = request.transport
+        created.customData = request.customData
+        created.steps = request.steps
+        created.queryPrepared = request.queryPrepared
+        created.reqExtra = request.reqExtra
+        created.rollbackReason = request.rollbackReason
+        created.options = TransactionOptions.with {
+            $0.waitResult = request.waitResult
+            $0.timeoutToFail = request.timeoutToFail > 0 ? request.timeoutToFail : (mode == Saga.self ? 0 : defaults.timeoutToFail)
+            $0.retryInterval = request.retryInterval > 0 ? request.retryInterval : defaults.retryInterval
+            $0.requestTimeout = request.requestTimeout > 0 ? request.requestTimeout : defaults.requestTimeout
+            $0.retryLimit = request.retryLimit
+            $0.branchHeaders = request.branchHeaders
+            $0.concurrent = custom.concurrent
+            $0.stepOrders = custom.orders
+        }
+        created.retryInterval = created.options.retryInterval
+        created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, queryPrepared: request.queryPrepared)
+        let delayUs = custom.delaySeconds * 1_000_000
+        switch status {
+        case .submitted: created.nextDueUs = now + delayUs
+        case .prepared: created.nextDueUs = created.options.timeoutToFail > 0 ? now + created.options.timeoutToFail * 1_000_000 : 0
+        default: created.nextDueUs = 0
+        }
+        return created
+    }
+
+    static func branches(mode: any TransactionMode.Type, steps: [[String: String]], payloads: [Data], queryPrepared: String) throws -> [BranchSpec] {
+        var specs = [BranchSpec]()
+        let ops: [String]
+        switch mode.transType {
+        case Saga.transType: ops = ["compensate", "action"]
+        case Msg.transType: ops = ["action"]
+        default: ops = []
+        }
+        for (index, step) in steps.enumerated() where !ops.isEmpty {
+            let branchID = String(format: "%02d", index + 1)
+            guard step["action"] != nil else {
+                throw CoordinatorError.invalidArgument("Steps[\(index)] has no \"action\" URL")
+            }
+            for op in ops {
+                let url = step[op] ?? ""
+                try RequestValidation.url(url, field: "Steps[\(index)].\(op)")
+                specs.append(BranchSpec.with {
+                    $0.branchID = branchID
+                    $0.op = op
+                    $0.url = url
+                    $0.payload = index < payloads.count ? payloads[index] : Data()
+                })
+            }
+        }
+        if mode == Msg.self, !queryPrepared.isEmpty {
+            specs.append(BranchSpec.with {
+                $0.branchID = Msg.queryPrepared.branchID
+                $0.op = Msg.queryPrepared.op
+                $0.url = queryPrepared
+            })
+        }
+        return specs
+    }
+
+    static func parseSteps(_ steps: String) throws -> [[String: String]] {
+        let trimmed = steps.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed != "null" else { return [] }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(trimmed.utf8))
+        } catch {
+            throw CoordinatorError.invalidArgument("Steps is not valid JSON: expected an array of {\"op\": \"url\"} objects")
+        }
+        guard let array = parsed as? [Any] else {
+            throw CoordinatorError.invalidArgument("Steps must be a JSON array of {\"op\": \"url\"} objects")
+        }
+        return try array.enumerated().map { index, element in
+            guard let object = element as? [String: Any] else {
+                throw CoordinatorError.invalidArgument("Steps[\(index)] must be an object mapping op to URL")
+            }
+            return try object.mapValues { value in
+                guard let url = value as? String else {
+                    throw CoordinatorError.invalidArgument("Steps[\(index)] has a URL that is not a string")
+                }
+                return url
+            }
+        }
+    }
+
+    struct CustomData {
+        var concurrent = false
+        var orders: [StepOrder] = []
+        var delaySeconds: Int64 = 0
+    }
+
+    static func parseCustomData(_ text: String, stepCount: Int) throws -> CustomData {
+        var custom = CustomData()
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed != "null" else { return custom }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
+            throw CoordinatorError.invalidArgument("CustomedData must be a JSON object")
+        }
+        if let concurrent = object["concurrent"] {
+            guard let flag = concurrent as? Bool else { throw CoordinatorError.invalidArgument("CustomedData.concurrent must be true or false") }
+            custom.concurrent = flag
+        }
+        if let delay = object["delay"] {
+            guard let seconds = (delay as? NSNumber)?.int64Value, seconds >= 0 else {
+                throw CoordinatorError.invalidArgument("CustomedData.delay must be a non-negative number of seconds")
+            }
+            custom.delaySeconds = seconds
+        }
+        if let orders = object["orders"], !(orders is NSNull) {
+            guard let map = orders as? [String: Any] else {
+                throw CoordinatorError.invalidArgument("CustomedData.orders must map a step index to the indexes it waits for")
+            }
+            for (key, value) in map {
+                guard let step = Int32(key), step >= 0, Int(step) < stepCount,
+                      let after = (value as? [Any])?.compactMap({ ($0 as? NSNumber)?.int32Value }),
+                      after.count == (value as? [Any])?.count,
+                      after.allSatisfy({ $0 >= 0 && Int($0) < stepCount && $0 != step })
+                else {
+                    throw CoordinatorError.invalidArgument("CustomedData.orders[\"\(key)\"] must list step indexes below \(stepCount) other than itself")
+                }
+                custom.orders.append(StepOrder.with { $0.step = step; $0.after = after })
+            }
+            custom.orders.sort { $0.step < $1.step }
+            try rejectCycles(custom.orders)
+        }
+        return custom
+    }
+
+    private static func rejectCycles(_ orders: [StepOrder]) throws {
+        let edges = Dictionary(orders.map { ($0.step, $0.after) }, uniquingKeysWith: { $1 })
+        var state = [Int32: Bool]() // false = visiting, true = done
+        func visit(_ step: Int32) throws {
+            if state[step] == true { return }
+            if state[step] == false { throw CoordinatorError.invalidArgument("CustomedData.orders has a cycle through step \(step)") }
+            state[step] = false
+            for next in edges[step] ?? [] { try visit(next) }
+            state[step] = true
+        }
+        for step in edges.keys.sorted() { try visit(step) }
+    }
+}

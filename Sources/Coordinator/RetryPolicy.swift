@@ -1,0 +1,35 @@
+import Projections
+
+/// When to try a transaction again after a round of branch calls. Pure.
+///
+/// dtm's schedule: the base is the transaction's RetryInterval; an error (or a FAILURE that is
+/// retried) doubles the interval for the next time, ONGOING keeps it, and a round with any success
+/// starts again from the base. The interval never grows past an hour (or the base, if larger).
+public enum RetryPolicy {
+    /// The longest interval doubling reaches, in seconds, unless the base is longer.
+    public static let maximumInterval: Int64 = 3600
+
+    /// nil when every outcome is resolved (success, or a FAILURE the mode treats as final): the
+    /// coordinator decides again at once. Otherwise the next attempt's schedule.
+    public static func afterRound(
+        _ outcomes: [(branch: BranchRef, outcome: AttemptOutcome)], state: TransactionState,
+        failureIsFinal: (String) -> Bool, now: Int64
+    ) -> NextRetryScheduled? {
+        let unresolved = outcomes.filter { entry in
+            switch entry.outcome {
+            case .success: return false
+            case .failure: return !failureIsFinal(entry.branch.op)
+            case .ongoing, .error, .unspecified, .UNRECOGNIZED: return true
+            }
+        }
+        guard !unresolved.isEmpty else { return nil }
+        let base = max(state.options.retryInterval, 1)
+        let current = state.retryInterval > 0 ? state.retryInterval : base
+        let interval = outcomes.contains { $0.outcome == .success } ? base : current
+        let backingOff = unresolved.contains { $0.outcome != .ongoing }
+        return NextRetryScheduled.with {
+            $0.dueUs = now + interval * 1_000_000
+            $0.retryInterval = backingOff ? min(interval * 2, max(base, maximumInterval)) : interval
+        }
+    }
+}

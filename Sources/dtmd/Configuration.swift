@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import Yams
+
+/// dtmd's configuration: dtm's YAML keys (WIRE §6), each overridable by an environment variable
+/// named by the upper snake case of its path (`MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`).
+struct Configuration: Sendable, Equatable {
+    var storeDriver = "lmdb"
+    /// SwiftDTM's key: the LMDB directory.
+    var storePath = "./data"
+    /// SwiftDTM's key: `sync` (fsync every commit, the default) or `nosync` (tests only).
+    var storeDurability = "sync"
+    var transCronInterval: Double = 3
+    var timeoutToFail: Int64 = 35
+    var retryInterval: Int64 = 10
+    var requestTimeout: Int64 = 3
+    var httpPort = 36789
+    var grpcPort = 36790
+    /// SwiftDTM's key: the address both ports listen on.
+    var listenAddress = "0.0.0.0"
+    var microServiceDriver = "dtm-driver-gozero"
+    var microServiceTarget = ""
+    var microServiceEndPoint = ""
+    var logLevel = "info"
+    var alertRetryLimit: Int64 = 3
+    var alertWebHook = ""
+
+    /// A configuration problem that stops startup.
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Every key: its path, and how to read it into the configuration.
+    private static let keys: [(path: String, read: @Sendable (inout Configuration, String, Any) throws -> Void)] = [
+        ("Store.Driver", { $0.storeDriver = try text($1, $2) }),
+        ("Store.Path", { $0.storePath = try text($1, $2) }),
+        ("Store.Durability", { $0.storeDurability = try text($1, $2) }),
+        ("TransCronInterval", { $0.transCronInterval = try positiveSeconds($1, $2) }),
+        ("TimeoutToFail", { $0.timeoutToFail = try positiveInteger($1, $2) }),
+        ("RetryInterval", { $0.retryInterval = try positiveInteger($1, $2) }),
+        ("RequestTimeout", { $0.requestTimeout = try positiveInteger($1, $2) }),
+        ("HttpPort", { $0.httpPort = try port($1, $2) }),
+        ("GrpcPort", { $0.grpcPort = try port($1, $2) }),
+        ("ListenAddress", { $0.listenAddress = try text($1, $2) }),
+        ("MicroService.Driver", { $0.microServiceDriver = try text($1, $2) }),
+        ("MicroService.Target", { $0.microServiceTarget = try text($1, $2) }),
+        ("MicroService.EndPoint", { $0.microServiceEndPoint = try text($1, $2) }),
+        ("LogLevel", { $0.logLevel = try text($1, $2) }),
+        ("AlertRetryLimit", { $0.alertRetryLimit = try positiveInteger($1, $2) }),
+        ("AlertWebHook", { $0.alertWebHook = try text($1, $2) }),
+    ]
+
+    /// Reads `yaml` (nil = the embedded default), then the environment. Unknown keys are reported
+    /// in `warnings`; invalid values throw.
+    static func load(yaml: String?, environment: [String: String], warnings: inout [String]) throws -> Configuration {
+        var configuration = Configuration()
+        var values = [String: Any]()
+        if let yaml {
+            let document: Any?
+            do {
+                document = try Yams.load(yaml: yaml)
+            } catch {
+                throw Invalid(description: "the config file is not valid YAML: \(error)")
+            }
+            if let document, !(document is [String: Any]) {
+                throw Invalid(description: "the config file must be a YAML mapping of dtm's keys")
+            }
+            flatten(document as? [String: Any] ?? [:], prefix: "", into: &values)
+        }
+        let known = Set(keys.map(\.path))
+        for path in values.keys.sorted() where !known.contains(path) {
+            warnings.append("unknown config key '\(path)' ignored")
+        }
+        for key in keys {
+            let variable = environmentName(key.path)
+            if let override = environment[variable] {
+                try key.read(&configuration, "\(key.path) (from \(variable))", override)
+            } else if let value = values[key.path] {
+                try key.read(&configuration, key.path, value)
+            }
+        }
+        try configuration.validate(warnings: &warnings)
+        return configuration
+    }
+
+    private mutating func validate(warnings: inout [String]) throws {
+        guard storeDriver == "lmdb" else {
+            throw Invalid(description: "Store.Driver '\(storeDriver)' is not supported; SwiftDTM stores its event log in LMDB (Driver: lmdb)")
+        }
+        guard ["sync", "nosync"].contains(storeDurability) else {
+            throw Invalid(description: "Store.Durability must be sync or nosync, got '\(storeDurability)'")
+        }
+        guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
+            throw Invalid(description: "LogLevel '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        if retryInterval < 10 { warnings.append("RetryInterval \(retryInterval) is below dtm's minimum of 10 seconds") }
+        if timeoutToFail < retryInterval { warnings.append("TimeoutToFail \(timeoutToFail) is below RetryInterval \(retryInterval)") }
+        if storeDurability == "nosync" { warnings.append("Store.Durability is nosync: acknowledged transactions can be lost in a machine crash") }
+    }
+
+    /// `MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`.
+    static func environmentName(_ path: String) -> String {
+        var name = ""
+        for component in path.split(separator: ".") {
+            if !name.isEmpty { name += "_" }
+            var previous: Character?
+            for character in component {
+                if character.isUppercase, let previous, previous.isLowercase || previous.isNumber { name += "_" }
+                name += character.uppercased()
+                previous = character
+            }
+        }
+        return name
+    }
+
+    private static func flatten(_ mapping: [String: Any], prefix: String, into values: inout [String: Any]) {
+        for (key, value) in mapping {
+            let path = prefix.isEmpty ? key : "\(prefix).\(key)"
+            if let nested = value as? [String: Any] {
+                flatten(nested, prefix: path, into: &values)
+            } else {
+                values[path] = value
+            }
+        }
+    }
+
+    private static func text(_ path: String, _ value: Any) throws -> String {
+        switch value {
+        case let string as String: return string
+        case let number as Int: return String(number)
+        case is NSNull: return ""
+        default: throw Invalid(description: "\(path) must be a string, got \(value)")
+        }
+    }
+
+    private static func positiveSeconds(_ path: String, _ value: Any) throws -> Double {
+        let seconds: Double? = switch value {
+        case let number as Int: Double(number)
+        case let number as Double: number
+        case let string as String: Double(string)
+        default: nil
+        }
+        guard let seconds, seconds > 0, seconds.isFinite else {
+            throw Invalid(description: "\(path) must be a positive number of seconds, got '\(value)'")
+        }
+        return seconds
+    }
+
+    private static func positiveInteger(_ path: String, _ value: Any) throws -> Int64 {
+        let number: Int64? = switch value {
+        case let number as Int: Int64(number)
+        case let string as String: Int64(string)
+        default: nil
+        }
+        guard let number, number > 0 else {
+            throw Invalid(description: "\(path) must be a positive whole number, got '\(value)'")
+        }
+        return number
+    }
+
+    private static func port(_ path: String, _ value: Any) throws -> Int {
+        let number = try positiveInteger(path, value)
+        guard number <= 65535 else { throw Invalid(description: "\(path) must be a port number (1-65535), got \(number)") }
+        return Int(number)
+    }
+}

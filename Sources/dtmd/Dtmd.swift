@@ -1,0 +1,102 @@
+import ArgumentParser
+import Coordinator
+import EventLog
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GrpcGateway
+import HttpGateway
+import Hummingbird
+import Logging
+import Projections
+import ServiceLifecycle
+
+/// dtmd: the SwiftDTM server. dtm's gRPC API on GrpcPort, its HTTP API on HttpPort, the event log
+/// in LMDB under Store.Path. SIGTERM or SIGINT drain in-flight requests, flush the log and exit 0.
+@main
+struct Dtmd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dtmd", abstract: "SwiftDTM: a dtm-compatible, event-sourced distributed transaction manager.")
+
+    @Option(name: .customShort("c"), help: "A YAML config file with dtm's keys (default: the embedded defaults).")
+    var config: String?
+
+    func run() async throws {
+        var warnings = [String]()
+        let settings: Configuration
+        do {
+            let yaml = try config.map { try String(contentsOfFile: $0, encoding: .utf8) }
+            settings = try Configuration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, warnings: &warnings)
+        } catch let error as Configuration.Invalid {
+            throw ValidationError("invalid configuration: \(error)")
+        } catch {
+            throw ValidationError("cannot read config file: \(error)")
+        }
+        let level = Logger.Level(rawValue: settings.logLevel.lowercased()) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "swiftdtm.dtmd")
+        for warning in warnings { logger.warning("\(warning)") }
+
+        var logConfiguration = EventLogConfiguration(path: settings.storePath)
+        logConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
+        let environment = try LMDBEnvironment(path: settings.storePath, options: {
+            var options = LMDBOptions()
+            options.noSync = logConfiguration.durability == .noSync
+            return options
+        }())
+        let view = try TransactionView(environment: environment)
+        let log = try await EventLog.open(logConfiguration, projector: view, environment: environment)
+        let lastSeq = try log.lastSeq()
+        logger.info("event log open", metadata: ["path": "\(settings.storePath)", "last_seq": "\(lastSeq)"])
+
+        var defaults = TransactionDefaults()
+        defaults.timeoutToFail = settings.timeoutToFail
+        defaults.retryInterval = settings.retryInterval
+        defaults.requestTimeout = settings.requestTimeout
+        let invoker = GrpcBranchInvoker()
+        let coordinator = Coordinator(log: log, view: view, invoker: invoker, defaults: defaults)
+
+        let grpcServer = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(
+                address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
+            services: [DtmService(coordinator: coordinator)])
+        let http = Application(
+            router: HttpApi.router(coordinator: coordinator),
+            configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
+            logger: Logger(label: "swiftdtm.http"))
+        let scheduler = Scheduler(coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)))
+
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: invoker),
+                    .init(service: scheduler),
+                    .init(service: GrpcServerService(server: grpcServer)),
+                    .init(service: http),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        logger.info("dtmd listening", metadata: ["grpc": "\(settings.listenAddress):\(settings.grpcPort)", "http": "\(settings.listenAddress):\(settings.httpPort)"])
+        try await group.run()
+        try await log.close()
+        logger.info("dtmd stopped; event log flushed")
+    }
+}
+
+/// Runs a gRPC server as a service: graceful shutdown stops accepting calls and drains the
+/// in-flight ones.
+struct GrpcServerService: Service {
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}

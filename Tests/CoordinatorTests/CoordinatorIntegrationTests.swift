@@ -1,0 +1,162 @@
+@testable import Coordinator
+import EventLog
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Projections
+import Synchronization
+import Testing
+
+/// A gRPC branch service in Swift: answers `/busi.Busi/<method>` for a fixed set of methods by a
+/// plan per method (default success), recording the payload and metadata of every call.
+final class SwiftBranchServer: Sendable {
+    struct Call: Sendable {
+        let method: String
+        let payload: [UInt8]
+        let metadata: [String: String]
+    }
+
+    static let methods = ["A1", "A2", "A3", "C1", "C2", "C3", "Confirm", "Cancel"]
+    let calls = Mutex<[Call]>([])
+    let plans = Mutex<[String: [RPCError.Code]]>([:])
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+
+    init() {
+        let recorder = Recorder()
+        var router = RPCRouter<HTTP2ServerTransport.Posix>()
+        for method in Self.methods {
+            router.registerHandler(
+                forMethod: MethodDescriptor(fullyQualifiedService: "busi.Busi", method: method),
+                deserializer: RawBytesCoding(), serializer: RawBytesCoding()
+            ) { request, context in
+                let message = try await request.messages.reduce(into: [UInt8]()) { $0 += $1 }
+                var metadata = [String: String]()
+                for entry in request.metadata { if case let .string(value) = entry.value { metadata[entry.key] = value } }
+                let answer = recorder.owner?.record(Call(method: method, payload: message, metadata: metadata))
+                if let answer { throw RPCError(code: answer, message: "planned \(answer)") }
+                return StreamingServerResponse(single: ServerResponse(message: []))
+            }
+        }
+        server = GRPCServer(transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext), router: router)
+        recorder.owner = self
+    }
+
+    /// Lets the handlers reach the server object created after them.
+    final class Recorder: @unchecked Sendable { weak var owner: SwiftBranchServer? }
+
+    func record(_ call: Call) -> RPCError.Code? {
+        calls.withLock { $0.append(call) }
+        return plans.withLock { plans in
+            guard var queue = plans[call.method], !queue.isEmpty else { return nil }
+            let next = queue.removeFirst()
+            plans[call.method] = queue
+            return next
+        }
+    }
+
+    func url(_ method: String) async throws -> String {
+        guard let address = try await server.listeningAddress?.ipv4 else { throw CoordinatorError.failure("not listening") }
+        return "127.0.0.1:\(address.port)/busi.Busi/\(method)"
+    }
+}
+
+/// dtmd's pieces in one process: event log, view, coordinator, gRPC invoker and a Swift branch server.
+func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Void) async throws {
+    let path = NSTemporaryDirectory() + "swiftdtm-coordinator-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    var options = LMDBOptions()
+    options.noSync = true
+    let environment = try LMDBEnvironment(path: path, options: options)
+    let view = try TransactionView(environment: environment)
+    var configuration = EventLogConfiguration(path: path)
+    configuration.durability = .noSync
+    let log = try await EventLog.open(configuration, projector: view, environment: environment)
+    let invoker = GrpcBranchInvoker()
+    var defaults = TransactionDefaults()
+    defaults.retryInterval = 1
+    let coordinator = Coordinator(log: log, view: view, invoker: invoker, defaults: defaults)
+    let busi = SwiftBranchServer()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await busi.server.serve() }
+        group.addTask { try await invoker.run() }
+        defer {
+            invoker.shutdown()
+            busi.server.beginGracefulShutdown()
+        }
+        try await body(coordinator, busi)
+    }
+    try await log.close()
+}
+
+@Suite(.serialized) struct CoordinatorIntegrationTests {
+    @Test func sagaOverGrpcSendsRawPayloadsAndMetadataAndRecordsEveryAttempt() async throws {
+        try await withCoordinator { coordinator, busi in
+            var request = TransactionRequest()
+            request.gid = "saga-ok"
+            request.transType = "saga"
+            let steps = [["action": try await busi.url("A1"), "compensate": try await busi.url("C1")],
+                         ["action": try await busi.url("A2"), "compensate": try await busi.url("C2")]]
+            request.steps = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
+            request.payloads = [Data([1, 2, 3]), Data([4, 5])]
+            request.waitResult = true
+            request.branchHeaders = ["X-Trace": "t1"]
+            try await coordinator.submit(request)
+            let state = try #require(try coordinator.transaction("saga-ok"))
+            #expect(state.status == .succeed)
+            let calls = busi.calls.withLock { $0 }
+            #expect(calls.map(\.method) == ["A1", "A2"])
+            #expect(calls.map(\.payload) == [[1, 2, 3], [4, 5]])
+            #expect(calls[0].metadata["dtm-gid"] == "saga-ok")
+            #expect(calls[0].metadata["dtm-trans_type"] == "saga")
+            #expect(calls[1].metadata["dtm-branch_id"] == "02")
+            #expect(calls[1].metadata["dtm-op"] == "action")
+            #expect(calls[1].metadata["x-trace"] == "t1")
+            #expect(state.branch(id: "01", op: "action")?.attempts == 1)
+        }
+    }
+
+    @Test func sagaFailureCompensatesAndWaitResultAnswersFailure() async throws {
+        try await withCoordinator { coordinator, busi in
+            busi.plans.withLock { $0["A2"] = [.aborted] }
+            var request = TransactionRequest()
+            request.gid = "saga-fail"
+            request.transType = "saga"
+            let steps = [["action": try await busi.url("A1"), "compensate": try await busi.url("C1")],
+                         ["action": try await busi.url("A2"), "compensate": try await busi.url("C2")]]
+            request.steps = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
+            request.payloads = [Data(), Data()]
+            request.waitResult = true
+            await #expect(throws: CoordinatorError.failure("planned aborted")) { try await coordinator.submit(request) }
+            #expect(busi.calls.withLock { $0.map(\.method) } == ["A1", "A2", "C2", "C1"])
+            #expect(try coordinator.transaction("saga-fail")?.status == .failed)
+            await #expect(throws: CoordinatorError.failure("current status 'failed', cannot submit")) { try await coordinator.submit(request) }
+        }
+    }
+
+    @Test func tccRegistersThenConfirmsAndAnErrorSchedulesARetry() async throws {
+        try await withCoordinator { coordinator, busi in
+            busi.plans.withLock { $0["Confirm"] = [.unavailable] }
+            var request = TransactionRequest()
+            request.gid = "tcc-1"
+            request.transType = "tcc"
+            try await coordinator.prepare(request)
+            var branch = BranchRegistrationRequest()
+            branch.gid = "tcc-1"
+            branch.transType = "tcc"
+            branch.branchID = "01"
+            branch.data = ["confirm": try await busi.url("Confirm"), "cancel": try await busi.url("Cancel")]
+            try await coordinator.registerBranch(branch)
+            try await coordinator.registerBranch(branch)
+            #expect(try coordinator.transaction("tcc-1")?.branches.count == 2, "registering again changes nothing")
+            try await coordinator.submit(request)
+            let afterError = try #require(try await coordinator.drive("tcc-1"))
+            #expect(afterError.status == .submitted || afterError.status == .succeed)
+            // The first confirm failed with Unavailable: a retry is scheduled a second later.
+            try await Task.sleep(for: .milliseconds(1100))
+            let finished = try #require(try await coordinator.drive("tcc-1"))
+            #expect(finished.status == .succeed)
+            #expect(busi.calls.withLock { $0.map(\.method) } == ["Confirm", "Confirm"])
+            #expect(finished.branch(id: "01", op: "confirm")?.attempts == 2)
+        }
+    }
+}
