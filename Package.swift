@@ -98,7 +98,12 @@ let package = Package(
             dependencies: [
                 "EventLog",
                 "Projections",
+                "Coordinator",
+                "GrpcGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
             path: "tools/dtm-bench"
         ),

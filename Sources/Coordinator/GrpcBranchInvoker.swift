@@ -24,18 +24,14 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     }
 
     public func run() async throws {
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                await withGracefulShutdownHandler {
-                    await withDiscardingTaskGroup { connections in
-                        for await client in self.started {
-                            connections.addTask { try? await client.runConnections() }
-                        }
-                    }
-                } onGracefulShutdown: {
-                    self.shutdown()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { connections in
+                for await client in self.started {
+                    connections.addTask { try? await client.runConnections() }
                 }
             }
+        } onGracefulShutdown: {
+            self.shutdown()
         }
     }
 
@@ -102,10 +98,12 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 }
 
 /// Passes message bytes through unchanged, both ways.
-struct RawBytesCoding: MessageSerializer, MessageDeserializer {
-    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+public struct RawBytesCoding: MessageSerializer, MessageDeserializer {
+    public init() {}
 
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+    public func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+
+    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
         serializedMessageBytes.withUnsafeBytes { Array($0) }
     }
 }

@@ -1,0 +1,210 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import GrpcGateway
+import Synchronization
+
+/// `dtm-bench grpc`: durable 2-branch msg transactions per second through dtmd, and in the same
+/// run the raw ceiling: the same clients making the same three RPCs straight to the branch server.
+struct GrpcBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grpc",
+        abstract: "Benchmark dtmd over gRPC: WaitResult msg transactions vs. the raw three-RPC ceiling.")
+
+    @Option(help: "Concurrent clients.")
+    var clients: Int = 64
+
+    @Option(help: "Seconds each phase measures (after one second of warm-up).")
+    var seconds: Double = 10
+
+    @Option(help: "The dtmd executable (default: next to dtm-bench).")
+    var dtmd: String?
+
+    @Option(help: "dtmd's LogLevel during the run.")
+    var logLevel = "warning"
+
+    @Flag(help: "Run dtmd without fsync (not a durable measurement).")
+    var noSync = false
+
+    func run() async throws {
+        let busi = BenchBranchServer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await busi.server.serve() }
+            defer { busi.server.beginGracefulShutdown() }
+            guard let busiPort = try await busi.server.listeningAddress?.ipv4?.port else {
+                throw ValidationError("the branch server did not start")
+            }
+            let server = try DtmdProcess(executable: dtmd, logLevel: logLevel, noSync: noSync)
+            defer { server.stop() }
+            print("dtm-bench grpc: \(clients) clients, \(seconds) s per phase, dtmd fsync=\(!noSync), LogLevel \(logLevel), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+            let raw = try await measure(target: busiPort) { client in
+                for method in ["Submit", "TransOut", "TransIn"] {
+                    try await client.unary(
+                        request: ClientRequest(message: BenchBranchServer.payload),
+                        descriptor: MethodDescriptor(fullyQualifiedService: "busi.Busi", method: method),
+                        serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: .defaults
+                    ) { _ = try $0.message }
+                }
+            }
+            report("raw ceiling (3 RPCs, no coordinator)", raw)
+
+            try await server.waitUntilServing()
+            let steps = #"[{"action":"127.0.0.1:\#(busiPort)/busi.Busi/TransOut"},{"action":"127.0.0.1:\#(busiPort)/busi.Busi/TransIn"}]"#
+            let coordinated = try await measure(target: server.grpcPort) { client in
+                let dtm = Dtmgimp_Dtm.Client(wrapping: client)
+                let request = Dtmgimp_DtmRequest.with {
+                    $0.gid = UUID().uuidString
+                    $0.transType = "msg"
+                    $0.steps = steps
+                    $0.binPayloads = [Data(BenchBranchServer.payload), Data(BenchBranchServer.payload)]
+                    $0.transOptions.waitResult = true
+                }
+                _ = try await dtm.submit(request: ClientRequest(message: request))
+            }
+            report("dtmd msg, 2 branches, WaitResult", coordinated)
+            print(String(format: "dtmd / raw ceiling:        %5.1f %%", 100 * coordinated.rate / raw.rate))
+            guard busi.calls.count.load(ordering: .relaxed) > 0 else { throw ValidationError("no branch calls arrived") }
+        }
+    }
+
+    struct Result {
+        let transactions: Int
+        let rate: Double
+        let latencies: [Duration]
+        let failures: Int
+    }
+
+    /// Runs `clients` loops of `body` over one HTTP/2 connection to `port`; one second of warm-up,
+    /// then `seconds` measured.
+    private func measure(target port: Int, _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws -> Result {
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+        let client = GRPCClient(transport: transport)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.runConnections() }
+            defer { client.beginGracefulShutdown() }
+            let start = ContinuousClock.now + .seconds(1)
+            let end = start + .seconds(seconds)
+            let perClient = try await withThrowingTaskGroup(of: ([Duration], Int).self) { clientsGroup in
+                for _ in 0..<clients {
+                    clientsGroup.addTask {
+                        var latencies = [Duration]()
+                        var failures = 0
+                        while ContinuousClock.now < end {
+                            let began = ContinuousClock.now
+                            do {
+                                try await body(client)
+                            } catch {
+                                failures += 1
+                            }
+                            if began >= start, ContinuousClock.now <= end { latencies.append(ContinuousClock.now - began) }
+                        }
+                        return (latencies, failures)
+                    }
+                }
+                return try await clientsGroup.reduce(into: [([Duration], Int)]()) { $0.append($1) }
+            }
+            let latencies = perClient.flatMap(\.0).sorted()
+            return Result(
+                transactions: latencies.count, rate: Double(latencies.count) / seconds,
+                latencies: latencies, failures: perClient.map(\.1).reduce(0, +))
+        }
+    }
+
+    private func report(_ name: String, _ result: Result) {
+        func percentile(_ p: Double) -> String {
+            guard !result.latencies.isEmpty else { return "-" }
+            let index = min(result.latencies.count - 1, Int(Double(result.latencies.count) * p))
+            return milliseconds(result.latencies[index])
+        }
+        print(String(format: "%-38@ %8.0f tx/s  p50 %@ ms  p99 %@ ms  (%d tx, %d errors)",
+                     name as NSString, result.rate, percentile(0.5) as NSString, percentile(0.99) as NSString,
+                     result.transactions, result.failures))
+    }
+}
+
+/// The benchmark's branch service: answers `/busi.Busi/{Submit,TransOut,TransIn}` with success.
+final class BenchBranchServer: Sendable {
+    static let payload: [UInt8] = Array(#"{"amount":30,"user_id":1}"#.utf8)
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let calls = CallCounter()
+
+    init() {
+        var router = RPCRouter<HTTP2ServerTransport.Posix>()
+        let counter = calls
+        for method in ["Submit", "TransOut", "TransIn"] {
+            router.registerHandler(
+                forMethod: MethodDescriptor(fullyQualifiedService: "busi.Busi", method: method),
+                deserializer: RawBytesCoding(), serializer: RawBytesCoding()
+            ) { request, _ in
+                for try await _ in request.messages {}
+                counter.count.add(1, ordering: .relaxed)
+                return StreamingServerResponse(single: ServerResponse(message: []))
+            }
+        }
+        server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            router: router)
+    }
+}
+
+/// Calls answered by the benchmark's branch server.
+final class CallCounter: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// dtmd started for the benchmark with a fresh data directory, configured through environment
+/// variables, stopped (SIGTERM) at the end.
+final class DtmdProcess: @unchecked Sendable {
+    let process = Process()
+    let grpcPort: Int
+    let directory: String
+
+    init(executable: String?, logLevel: String, noSync: Bool) throws {
+        let path = executable ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dtmd").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ValidationError("dtmd not found at \(path): build it (swift build -c release --product dtmd) or pass --dtmd")
+        }
+        directory = NSTemporaryDirectory() + "dtm-bench-dtmd-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        grpcPort = Int.random(in: 40000..<50000)
+        process.executableURL = URL(fileURLWithPath: path)
+        var environment = ProcessInfo.processInfo.environment
+        environment["STORE_PATH"] = directory
+        environment["STORE_DURABILITY"] = noSync ? "nosync" : "sync"
+        environment["GRPC_PORT"] = String(grpcPort)
+        environment["HTTP_PORT"] = String(grpcPort + 1)
+        environment["LISTEN_ADDRESS"] = "127.0.0.1"
+        environment["LOG_LEVEL"] = logLevel
+        process.environment = environment
+        try process.run()
+    }
+
+    /// Waits until dtmd answers NewGid.
+    func waitUntilServing() async throws {
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: grpcPort), transportSecurity: .plaintext)
+        let client = GRPCClient(transport: transport)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.runConnections() }
+            defer { client.beginGracefulShutdown() }
+            let dtm = Dtmgimp_Dtm.Client(wrapping: client)
+            for _ in 0..<200 {
+                if (try? await dtm.newGid(request: ClientRequest(message: .init()))) != nil { return }
+                guard process.isRunning else { throw ValidationError("dtmd exited with \(process.terminationStatus)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw ValidationError("dtmd did not start serving")
+        }
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
