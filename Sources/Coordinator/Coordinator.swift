@@ -58,35 +58,57 @@ public final class Coordinator: Sendable {
     /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
     public func submit(_ request: TransactionRequest) async throws {
         let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock())
-        try await locks.withLock(request.gid) {
+        let finished: TransactionState? = try await locks.withLock(request.gid) {
+            let submitted: TransactionState
             if let existing = try self.view.transaction(request.gid) {
                 switch existing.status {
                 case .prepared:
-                    try await self.record([
+                    let events: [TransactionEvent] = [
                         .statusChanged(.with { $0.from = .prepared; $0.to = .submitted }),
                         .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
-                    ], gid: request.gid)
+                    ]
+                    try await self.record(events, gid: request.gid)
+                    submitted = self.applyLocally(events, to: existing)
                 case .submitted:
-                    return
+                    return nil
                 default:
                     throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot submit")
                 }
             } else {
                 try await self.record([.created(created)], gid: request.gid)
+                submitted = self.applyLocally([.created(created)], gid: request.gid)
+            }
+            self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
+            guard submitted.nextDueUs <= self.clock(), request.waitResult || submitted.options.waitResult else {
+                return nil
+            }
+            // WaitResult: the first round runs under the same lock, from the state just recorded.
+            return try await self.round(request.gid, from: submitted) ?? submitted
+        }
+        if let finished {
+            guard finished.status == .succeed else { throw CoordinatorError.failure(Self.waitResultMessage(finished)) }
+            return
+        }
+        if let state = try view.transaction(request.gid), !state.options.waitResult, state.status == .submitted,
+           state.nextDueUs <= clock() {
+            Task {
+                do {
+                    try await self.drive(request.gid)
+                } catch {
+                    self.logger.error("round failed: \(error)", metadata: ["gid": "\(request.gid)"])
+                }
             }
         }
-        logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(request.transType)"])
-        let stored = try view.transaction(request.gid)
-        let waitResult = request.waitResult || (stored?.options.waitResult ?? false)
-        if created.nextDueUs > clock() { return }
-        if waitResult {
-            let state = try await drive(request.gid)
-            guard let state, state.status == .succeed else {
-                throw CoordinatorError.failure(Self.waitResultMessage(state))
-            }
-        } else {
-            Task { try? await self.drive(request.gid) }
+    }
+
+    /// `events` folded into `state` (or into a new transaction) here, without reading the view.
+    private func applyLocally(_ events: [TransactionEvent], to state: TransactionState? = nil, gid: String? = nil) -> TransactionState {
+        var current = state
+        let gid = gid ?? state?.gid ?? ""
+        for event in events {
+            current = apply(RecordedEvent(seq: (current?.lastSeq ?? 0) + 1, time: clock(), gid: gid, event: event), to: current)
         }
+        return current ?? TransactionState()
     }
 
     /// dtm's Abort: a prepared msg fails; a prepared or aborting tcc/xa moves to aborting and is
@@ -167,20 +189,29 @@ public final class Coordinator: Sendable {
     /// then returns its state once the round's events are durable. Returns nil for an unknown gid.
     @discardableResult
     public func drive(_ gid: String) async throws -> TransactionState? {
-        try await locks.withLock(gid) { try await self.round(gid) }
+        try await locks.withLock(gid) { try await self.round(gid, from: nil) }
     }
 
     /// Whether a round of `gid` is running now.
-    func isDriving(_ gid: String) async -> Bool { await locks.isHeld(gid) }
+    func isDriving(_ gid: String) -> Bool { locks.isHeld(gid) }
 
-    private func round(_ gid: String) async throws -> TransactionState? {
-        guard var state = try view.transaction(gid) else { return nil }
+    /// One round, from `start` (the caller's fresh state) or the view. Events are folded into the
+    /// round's state at once and queued to the log in batches — before each set of branch calls
+    /// and at the end — without waiting; the round waits for durability once, before returning.
+    private func round(_ gid: String, from start: TransactionState?) async throws -> TransactionState? {
+        guard var state = try start ?? view.transaction(gid) else { return nil }
+        var pending = [TransactionEvent]()
         var tickets = [AppendTicket]()
-        func record(_ event: TransactionEvent) throws {
+        func record(_ event: TransactionEvent) {
             if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock(), gid: gid, event: event), to: state) {
                 state = next
             }
-            tickets.append(try log.enqueue([try event.logEntry(gid: gid)]))
+            pending.append(event)
+        }
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            tickets.append(try log.enqueue(try pending.map { try $0.logEntry(gid: gid) }))
+            pending.removeAll()
         }
         guard let mode = Modes.mode(state.transType) else { return state }
         // Each branch is called at most once per round, so a round always ends.
@@ -191,40 +222,42 @@ public final class Coordinator: Sendable {
                 break
             case let .wait(dueUs):
                 if dueUs != state.nextDueUs {
-                    try record(.retryScheduled(.with { $0.dueUs = dueUs; $0.retryInterval = state.retryInterval }))
+                    record(.retryScheduled(.with { $0.dueUs = dueUs; $0.retryInterval = state.retryInterval }))
                 }
             case let .changeStatus(status, reason):
                 logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
-                try record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason }))
+                record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason }))
                 continue
             case let .call(refs):
-                let outcomes = try await call(refs, of: state, record: record)
+                let outcomes = try await call(refs, of: state, record: record, flush: flush)
                 if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock()) {
-                    try record(.retryScheduled(retry))
+                    record(.retryScheduled(retry))
                     break
                 }
                 continue
             }
             break
         }
+        try flush()
         for ticket in tickets { _ = try await ticket.durable() }
         return state
     }
 
     /// Calls `refs` concurrently and records each attempt; returns the outcomes.
     private func call(
-        _ refs: [BranchRef], of state: TransactionState, record: (TransactionEvent) throws -> Void
+        _ refs: [BranchRef], of state: TransactionState, record: (TransactionEvent) -> Void, flush: () throws -> Void
     ) async throws -> [(branch: BranchRef, outcome: AttemptOutcome)] {
         var calls = [(BranchRef, Int32, BranchCall)]()
         for ref in refs {
             guard let branch = state.branch(id: ref.branchID, op: ref.op) else { continue }
             let attempt = branch.attempts + 1
-            try record(.attemptStarted(.with { $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt }))
+            record(.attemptStarted(.with { $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt }))
             calls.append((ref, attempt, BranchCall(
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
                 timeout: .seconds(max(state.options.requestTimeout, 1)))))
         }
+        try flush()
         let invoker = self.invoker
         let results = await withTaskGroup(of: (Int, BranchResult, Int64).self) { group in
             for (index, entry) in calls.enumerated() {
@@ -244,7 +277,7 @@ public final class Coordinator: Sendable {
         var outcomes = [(branch: BranchRef, outcome: AttemptOutcome)]()
         for (index, result, durationUs) in results {
             let (ref, attempt, _) = calls[index]
-            try record(.attemptFinished(.with {
+            record(.attemptFinished(.with {
                 $0.branchID = ref.branchID
                 $0.op = ref.op
                 $0.attempt = attempt

@@ -1,32 +1,53 @@
+import Synchronization
+
 /// One holder at a time per gid: a transaction is driven by one task, and client requests for it
-/// (submit, abort, register) never interleave with a round of its processing.
-actor GidLocks {
-    private var held: Set<String> = []
-    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+/// (submit, abort, register) never interleave with a round of its processing. A free lock is
+/// taken without suspending; waiters queue in order.
+final class GidLocks: Sendable {
+    /// Held gids, each with the tasks waiting for it.
+    private let held = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
 
     /// Runs `body` while holding the lock of `gid`.
-    func withLock<T: Sendable>(_ gid: String, _ body: @Sendable () async throws -> T) async rethrows -> T {
+    func withLock<T>(_ gid: String, _ body: () async throws -> T) async rethrows -> T {
         await acquire(gid)
         defer { release(gid) }
         return try await body()
     }
 
     /// Whether some task holds the lock of `gid` now.
-    func isHeld(_ gid: String) -> Bool { held.contains(gid) }
+    func isHeld(_ gid: String) -> Bool { held.withLock { $0[gid] != nil } }
 
     private func acquire(_ gid: String) async {
-        if held.insert(gid).inserted { return }
-        await withCheckedContinuation { waiters[gid, default: []].append($0) }
+        let taken = held.withLock { held in
+            guard held[gid] == nil else { return false }
+            held[gid] = []
+            return true
+        }
+        if taken { return }
+        await withCheckedContinuation { continuation in
+            let takenNow = held.withLock { held in
+                guard held[gid] != nil else {
+                    held[gid] = []
+                    return true
+                }
+                held[gid]?.append(continuation)
+                return false
+            }
+            if takenNow { continuation.resume() }
+        }
     }
 
     private func release(_ gid: String) {
-        if var queue = waiters[gid], !queue.isEmpty {
-            // Hand the lock straight to the next waiter: `held` keeps the gid.
-            let next = queue.removeFirst()
-            waiters[gid] = queue.isEmpty ? nil : queue
-            next.resume()
-        } else {
-            held.remove(gid)
+        let next = held.withLock { held -> CheckedContinuation<Void, Never>? in
+            guard var waiting = held[gid], !waiting.isEmpty else {
+                held[gid] = nil
+                return nil
+            }
+            // Hand the lock straight to the next waiter: the gid stays held.
+            let next = waiting.removeFirst()
+            held[gid] = waiting
+            return next
         }
+        next?.resume()
     }
 }

@@ -41,7 +41,7 @@ public struct Scheduler: Service {
                     due = []
                 }
                 for entry in due where running.count.load(ordering: .relaxed) < maxConcurrentDrives {
-                    guard await !coordinator.isDriving(entry.gid) else { continue }
+                    guard !coordinator.isDriving(entry.gid) else { continue }
                     running.count.add(1, ordering: .relaxed)
                     group.addTask {
                         defer { running.count.subtract(1, ordering: .relaxed) }
