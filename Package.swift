@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
         .executable(name: "dtmd", targets: ["dtmd"]),
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
+        .executable(name: "dtmctl", targets: ["DTMCtl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -106,6 +107,17 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
             path: "tools/dtm-bench"
+        ),
+        .executableTarget(
+            name: "DTMCtl",
+            dependencies: [
+                "EventLog",
+                "Projections",
+                "Coordinator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "tools/dtmctl"
         ),
         .executableTarget(
             name: "CrashWriter",

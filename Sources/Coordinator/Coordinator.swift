@@ -64,7 +64,7 @@ public final class Coordinator: Sendable {
                 switch existing.status {
                 case .prepared:
                     let events: [TransactionEvent] = [
-                        .statusChanged(.with { $0.from = .prepared; $0.to = .submitted }),
+                        .statusChanged(.with { $0.from = .prepared; $0.to = .submitted; $0.byClient = true }),
                         .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
                     ]
                     try await self.record(events, gid: request.gid)
@@ -120,7 +120,7 @@ public final class Coordinator: Sendable {
                 throw CoordinatorError.failure("transaction '\(request.gid)' not found, cannot abort")
             }
             if existing.transType == Msg.transType, existing.status == .prepared {
-                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = request.rollbackReason })], gid: request.gid)
+                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
                 return
             }
             guard [Tcc.transType, Xa.transType].contains(existing.transType),
@@ -129,7 +129,7 @@ public final class Coordinator: Sendable {
                 throw CoordinatorError.failure("trans type: '\(existing.transType)' current status '\(existing.status.dtmName)', cannot abort")
             }
             if existing.status == .prepared {
-                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .aborting; $0.reason = request.rollbackReason })], gid: request.gid)
+                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .aborting; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
             }
         }
         logger.info("transaction aborted", metadata: ["gid": "\(request.gid)"])

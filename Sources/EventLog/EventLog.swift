@@ -25,6 +25,9 @@ public struct EventLogConfiguration: Sendable {
     /// How long the writer may wait for the appenders its last commit resumed before committing
     /// again (see `LogWriter`); 0 turns gathering off.
     public var groupCommitGatherWindow: Duration = .microseconds(200)
+    /// Open for writing even when another process holds the writer lock (`writer.lock`). Only
+    /// for repairs: two processes appending would break the sequence and the chain.
+    public var ignoreWriterLock = false
 
     public init(path: String) { self.path = path }
 }
@@ -42,11 +45,13 @@ public final class EventLog: Sendable {
     let streamHeads: LMDBDatabase
     private let writer: LogWriter?
     let notifier: AppendNotifier
+    private let writerLock: WriterLock?
 
     private init(
         environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, streamHeads: LMDBDatabase,
-        writer: LogWriter?, lastSeq: UInt64
+        writer: LogWriter?, lastSeq: UInt64, writerLock: WriterLock? = nil
     ) {
+        self.writerLock = writerLock
         self.environment = environment
         self.records = records
         self.streams = streams
@@ -73,6 +78,7 @@ public final class EventLog: Sendable {
             _ = try log.lastRecord()
             return log
         }
+        let writerLock = try WriterLock(directory: configuration.path, ignoreHolder: configuration.ignoreWriterLock)
         if configuration.durability == .noSync {
             logger.warning("event log \(configuration.path) opened WITHOUT fsync: acknowledged appends can be lost in a machine crash (tests and benchmarks only)")
         }
@@ -87,7 +93,7 @@ public final class EventLog: Sendable {
             lastTimestamp: last?.timestamp ?? 0)
         let log = EventLog(
             environment: environment, records: records, streams: streams, streamHeads: streamHeads,
-            writer: writer, lastSeq: last?.seq ?? 0)
+            writer: writer, lastSeq: last?.seq ?? 0, writerLock: writerLock)
         writer.start(notifier: log.notifier)
         if projector != nil {
             try await writer.catchUpProjection(progress: nil)
@@ -129,17 +135,21 @@ public final class EventLog: Sendable {
         return ticket
     }
 
-    /// Drops the projection and rebuilds it from the whole log (checksums and chain are checked on
-    /// the way). Appends wait until it is done.
-    public func rebuildProjection(progress: (@Sendable (LogProgress) -> Void)? = nil) async throws {
+    /// Drops the projection (the one given at open, or `projector`) and rebuilds it from the whole
+    /// log (checksums and chain are checked on the way). Appends wait until it is done.
+    public func rebuildProjection(
+        projector: (any LogProjector)? = nil, progress: (@Sendable (LogProgress) -> Void)? = nil
+    ) async throws {
         guard let writer else { throw EventLogError.readOnly }
-        try await writer.rebuildProjection(progress: progress)
+        try await writer.rebuildProjection(projector: projector, progress: progress)
     }
 
-    /// Stops the writer after the queued appends and flushes the log to disk.
+    /// Stops the writer after the queued appends, flushes the log to disk and lets another
+    /// process open it for writing.
     public func close() async throws {
         try await writer?.stop()
         if writer != nil { try environment.sync() }
+        writerLock?.release()
     }
 
     // MARK: Reading
@@ -267,6 +277,31 @@ public final class EventLog: Sendable {
             }
             continuation.onTermination = { _ in task.cancel() }
         }
+    }
+}
+
+/// An exclusive `flock` on `writer.lock` in the log's directory, held by the one process that
+/// appends (dtmd, or `dtmctl rebuild`). The kernel drops it when the process dies.
+final class WriterLock: Sendable {
+    private let descriptor: Int32
+
+    init(directory: String, ignoreHolder: Bool) throws {
+        descriptor = open(directory + "/writer.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw EventLogError.invalidEvent("cannot open \(directory)/writer.lock: \(String(cString: strerror(errno)))")
+        }
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0, !ignoreHolder {
+            Foundation.close(descriptor)
+            throw EventLogError.lockedByAnotherWriter(directory)
+        }
+    }
+
+    func release() {
+        flock(descriptor, LOCK_UN)
+    }
+
+    deinit {
+        Foundation.close(descriptor)
     }
 }
 

@@ -103,6 +103,8 @@ public enum EventLogError: Error, Equatable, CustomStringConvertible {
     case readOnly
     /// The log has been closed.
     case closed
+    /// Another process (dtmd, or a repair) has the log open for writing.
+    case lockedByAnotherWriter(String)
 
     public var description: String {
         switch self {
@@ -113,6 +115,7 @@ public enum EventLogError: Error, Equatable, CustomStringConvertible {
         case let .invalidEvent(reason): return "invalid event: \(reason)"
         case .readOnly: return "the event log is open read-only"
         case .closed: return "the event log is closed"
+        case let .lockedByAnotherWriter(path): return "another process (dtmd?) is writing the event log in \(path)"
         }
     }
 }

@@ -10,7 +10,7 @@ import Synchronization
 final class LogWriter: @unchecked Sendable {
     private enum Job {
         case append([NewEvent], @Sendable (Result<[UInt64], Error>) -> Void)
-        case project(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, Error>)
+        case project(rebuild: Bool, projector: (any LogProjector)?, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, Error>)
         case stop(CheckedContinuation<Void, Error>)
     }
 
@@ -70,13 +70,13 @@ final class LogWriter: @unchecked Sendable {
 
     func catchUpProjection(progress: (@Sendable (LogProgress) -> Void)?) async throws {
         try await withCheckedThrowingContinuation { continuation in
-            enqueue(.project(rebuild: false, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
+            enqueue(.project(rebuild: false, projector: nil, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
         }
     }
 
-    func rebuildProjection(progress: (@Sendable (LogProgress) -> Void)?) async throws {
+    func rebuildProjection(projector: (any LogProjector)?, progress: (@Sendable (LogProgress) -> Void)?) async throws {
         try await withCheckedThrowingContinuation { continuation in
-            enqueue(.project(rebuild: true, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
+            enqueue(.project(rebuild: true, projector: projector, progress: progress, continuation)) { continuation.resume(throwing: EventLogError.closed) }
         }
     }
 
@@ -139,9 +139,9 @@ final class LogWriter: @unchecked Sendable {
             case .append?:
                 commitAppends(jobs)
                 returning = jobs.count
-            case let .project(rebuild, progress, continuation)?:
+            case let .project(rebuild, projector, progress, continuation)?:
                 do {
-                    try runProjection(rebuild: rebuild, progress: progress)
+                    try runProjection(projector ?? self.projector, rebuild: rebuild, progress: progress)
                     continuation.resume()
                 } catch {
                     continuation.resume(throwing: error)
@@ -164,7 +164,7 @@ final class LogWriter: @unchecked Sendable {
         for job in rest {
             switch job {
             case let .append(_, completion): completion(.failure(EventLogError.closed))
-            case let .project(_, _, continuation): continuation.resume(throwing: EventLogError.closed)
+            case let .project(_, _, _, continuation): continuation.resume(throwing: EventLogError.closed)
             case let .stop(continuation): continuation.resume()
             }
         }
@@ -235,7 +235,7 @@ final class LogWriter: @unchecked Sendable {
     }
 
     /// Brings the projector up to the end of the log, from its checkpoint or (rebuild) from scratch.
-    private func runProjection(rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?) throws {
+    private func runProjection(_ projector: (any LogProjector)?, rebuild: Bool, progress: (@Sendable (LogProgress) -> Void)?) throws {
         guard let projector else { return }
         let start = try writeWithGrowth { txn in
             if rebuild { try projector.reset(in: txn) }

@@ -175,6 +175,37 @@ public final class TransactionView: LogProjector {
         }
     }
 
+    /// The whole view as one consistent snapshot: its checkpoint, every state, and what is wrong
+    /// with its indexes (entries missing or extra for the states they index).
+    public func snapshot() throws -> (checkpoint: UInt64, states: [String: TransactionState], indexProblems: [String]) {
+        try environment.withReadTransaction { txn in
+            let checkpoint = try txn.withValue(meta, key: Self.checkpointKey) { $0.flatMap(sequence(fromKey:)) } ?? 0
+            var states = [String: TransactionState]()
+            try txn.scan(transactions) { key, value in
+                let gid = String(decoding: key, as: UTF8.self)
+                states[gid] = try Self.decodeState(value, gid: gid)
+                return true
+            }
+            var problems = [String]()
+            for (name, database, keyOf) in [
+                ("status", byStatus, { (state: TransactionState) in Optional(Self.statusKey(state)) }),
+                ("due time", due, Self.dueKey),
+                ("create time", created, { Optional(Self.timeKey($0.createTimeUs, $0.gid)) }),
+            ] as [(String, LMDBDatabase, (TransactionState) -> [UInt8]?)] {
+                var stored = Set<[UInt8]>()
+                try txn.scan(database) { key, _ in
+                    stored.insert(Array(key))
+                    return true
+                }
+                let expected = Set(states.values.compactMap(keyOf))
+                if stored != expected {
+                    problems.append("the \(name) index has \(stored.subtracting(expected).count) extra and \(expected.subtracting(stored).count) missing entries")
+                }
+            }
+            return (checkpoint, states, problems)
+        }
+    }
+
     /// The number of transactions in the view.
     public func count() throws -> Int {
         try environment.withReadTransaction { try $0.count(transactions) }

@@ -219,3 +219,18 @@ func event(_ stream: String, _ text: String, type: String = "test") -> NewEvent 
         await #expect(throws: LMDBError.self) { try await EventLog.open(testConfiguration(path)) }
     }
 }
+
+@Suite struct WriterLockTests {
+    @Test func oneProcessWritesAtATime() async throws {
+        let path = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let first = try await EventLog.open(testConfiguration(path))
+        await #expect(throws: EventLogError.lockedByAnotherWriter(path)) { try await EventLog.open(testConfiguration(path)) }
+        var readOnly = testConfiguration(path)
+        readOnly.readOnly = true
+        _ = try await EventLog.open(readOnly)
+        try await first.close()
+        let second = try await EventLog.open(testConfiguration(path))
+        try await second.close()
+    }
+}

@@ -405,6 +405,9 @@ public nonisolated struct StatusChanged: Sendable {
 
   public var reason: String = String()
 
+  /// A client's request (submit, abort) moved it, not a decision of the coordinator.
+  public var byClient: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1103,7 +1106,7 @@ nonisolated extension BranchAttemptFinished: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusChanged"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}reason\0\u{3}by_client\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1114,6 +1117,7 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 1: try { try decoder.decodeSingularEnumField(value: &self.from) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.to) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.byClient) }()
       default: break
       }
     }
@@ -1129,6 +1133,9 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
     }
+    if self.byClient != false {
+      try visitor.visitSingularBoolField(value: self.byClient, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1136,6 +1143,7 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.from != rhs.from {return false}
     if lhs.to != rhs.to {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.byClient != rhs.byClient {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

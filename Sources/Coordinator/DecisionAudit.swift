@@ -1,0 +1,75 @@
+import Projections
+
+/// Re-derives a transaction's decisions from its events: every status change the coordinator
+/// made and every set of branch calls it started must be what `decide` gives for the state
+/// before it, at the time it was recorded. A difference means the log was not written by these
+/// rules (a bug, or history changed by hand).
+public enum DecisionAudit {
+    /// A recorded decision that `decide` does not reproduce.
+    public struct Mismatch: Sendable, Equatable, CustomStringConvertible {
+        public let gid: String
+        public let seq: UInt64
+        public let recorded: String
+        public let derived: String
+
+        public var description: String {
+            "transaction \(gid), record \(seq): recorded \(recorded), but the rules derive \(derived)"
+        }
+    }
+
+    /// Checks one transaction's events (in log order).
+    public static func check(_ events: [RecordedEvent]) -> [Mismatch] {
+        var mismatches = [Mismatch]()
+        var state: TransactionState?
+        var index = 0
+        while index < events.count {
+            let event = events[index]
+            guard let before = state, let mode = Modes.mode(before.transType) else {
+                state = apply(event, to: state)
+                index += 1
+                continue
+            }
+            switch event.event.kind {
+            case let .statusChanged(change) where !change.byClient:
+                let derived = mode.decide(before, now: event.time)
+                if derived != .changeStatus(change.to, reason: change.reason) {
+                    mismatches.append(Mismatch(
+                        gid: event.gid, seq: event.seq,
+                        recorded: "status \(change.to.dtmName) (\(change.reason))", derived: describe(derived)))
+                }
+            case .attemptStarted:
+                // Branches called together are one decision: check the whole group against the
+                // state before the first of them.
+                var group = [BranchRef]()
+                var end = index
+                while end < events.count, case let .attemptStarted(started) = events[end].event.kind {
+                    group.append(BranchRef(started.branchID, started.op))
+                    end += 1
+                }
+                let derived = mode.decide(before, now: event.time)
+                if case let .call(refs) = derived, Set(group).isSubset(of: Set(refs)) {} else {
+                    mismatches.append(Mismatch(
+                        gid: event.gid, seq: event.seq,
+                        recorded: "call \(group.map(\.description).joined(separator: ", "))", derived: describe(derived)))
+                }
+                for started in events[index..<end] { state = apply(started, to: state) }
+                index = end
+                continue
+            default:
+                break
+            }
+            state = apply(event, to: state)
+            index += 1
+        }
+        return mismatches
+    }
+
+    static func describe(_ step: Step) -> String {
+        switch step {
+        case let .call(refs): return "call \(refs.map(\.description).joined(separator: ", "))"
+        case let .changeStatus(status, reason): return "status \(status.dtmName) (\(reason))"
+        case let .wait(due): return "wait until \(due)"
+        case .done: return "done"
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import EventLog
+
+/// Folds the log into transaction states in memory, without touching the view: the audit's
+/// independent re-derivation, and point-in-time state.
+public enum Replay {
+    /// Every transaction's state as of record `seq` (inclusive), by gid. Checks every record on
+    /// the way (checksum, chain); `progress` is called now and then with the seq reached.
+    public static func states(
+        of log: EventLog, through seq: UInt64 = .max, progress: ((UInt64) -> Void)? = nil
+    ) throws -> [String: TransactionState] {
+        var states = [String: TransactionState]()
+        try log.forEachRecord(through: seq) { record in
+            let event = try RecordedEvent(record)
+            states[event.gid] = apply(event, to: states[event.gid])
+            if record.seq & 0xFFFF == 0 { progress?(record.seq) }
+            return true
+        }
+        return states
+    }
+
+    /// The seq of the last record appended at or before `time` (µs); 0 when none was.
+    /// Records are appended in time order, so this is a binary search over seqs.
+    public static func lastSeq(of log: EventLog, atOrBefore time: UInt64) throws -> UInt64 {
+        var low: UInt64 = 0
+        var high = try log.lastSeq()
+        while low < high {
+            let middle = low + (high - low + 1) / 2
+            guard let record = try log.record(middle) else { break }
+            if record.timestamp <= time { low = middle } else { high = middle - 1 }
+        }
+        return low
+    }
+}
