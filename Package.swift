@@ -63,10 +63,12 @@ let package = Package(
             name: "GrpcGateway",
             dependencies: [
                 "Coordinator",
+                "EventLog",
                 "Projections",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(

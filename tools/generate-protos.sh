@@ -32,3 +32,14 @@ protoc -I Protos \
   --swift_out=Sources/GrpcGateway/Generated --swift_opt=Visibility=Public \
   --grpc-swift-2_out=Sources/GrpcGateway/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
   Protos/dtmgimp/dtmgimp.proto
+
+# SwiftDTM's admin service; its event types come from the Projections module.
+mkdir -p Sources/GrpcGateway/Generated/admin
+protoc -I Protos \
+  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
+  --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
+  --swift_out=Sources/GrpcGateway/Generated/admin \
+  --swift_opt=Visibility=Public,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
+  --grpc-swift-2_out=Sources/GrpcGateway/Generated/admin \
+  --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
+  Protos/swiftdtm/admin/v1/admin.proto

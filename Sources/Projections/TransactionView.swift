@@ -151,9 +151,11 @@ public final class TransactionView: LogProjector {
         }
     }
 
-    /// Transactions newest first by create time; `before` is the `next` position a previous page
-    /// returned (nil when there are no more).
-    public func newestTransactions(before position: [UInt8]? = nil, limit: Int = 100) throws -> (states: [TransactionState], next: [UInt8]?) {
+    /// Transactions newest first by create time, those `include` accepts; `before` is the `next`
+    /// position a previous page returned (nil when there are no more).
+    public func newestTransactions(
+        before position: [UInt8]? = nil, limit: Int = 100, matching include: (TransactionState) -> Bool = { _ in true }
+    ) throws -> (states: [TransactionState], next: [UInt8]?) {
         try environment.withReadTransaction { txn in
             var states = [TransactionState]()
             var lastKey: [UInt8]? = nil
@@ -165,10 +167,11 @@ public final class TransactionView: LogProjector {
                     return false
                 }
                 guard let entry = Self.splitTimeKey(key) else { return true }
-                if let state = try txn.withValue(transactions, key: Array(entry.gid.utf8), { try $0.map { try Self.decodeState($0, gid: entry.gid) } }) {
+                if let state = try txn.withValue(transactions, key: Array(entry.gid.utf8), { try $0.map { try Self.decodeState($0, gid: entry.gid) } }),
+                   include(state) {
                     states.append(state)
-                    lastKey = Array(key)
                 }
+                lastKey = Array(key)
                 return true
             }
             return (states, more ? lastKey : nil)

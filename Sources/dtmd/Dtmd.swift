@@ -63,7 +63,7 @@ struct Dtmd: AsyncParsableCommand {
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
-            services: [DtmService(coordinator: coordinator)])
+            services: [DtmService(coordinator: coordinator), AdminService(log: log, view: view)])
         let http = Application(
             router: HttpApi.router(coordinator: coordinator),
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),

@@ -51,6 +51,20 @@ def pb():
     return importlib.import_module("dtmgimp_pb2"), importlib.import_module("dtmgimp_pb2_grpc")
 
 
+@pytest.fixture(scope="session")
+def admin_pb():
+    """admin_pb2 / admin_pb2_grpc (with events_pb2) generated from Protos/swiftdtm."""
+    from grpc_tools import protoc
+
+    out = tempfile.mkdtemp(prefix="admin-stubs-")
+    include = str(Path(protoc.__file__).parent / "_proto")
+    code = protoc.main(["protoc", f"-I{ROOT / 'Protos'}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
+                        "swiftdtm/events/v1/events.proto", "swiftdtm/admin/v1/admin.proto"])
+    assert code == 0, "protoc failed"
+    sys.path.insert(0, out)
+    return importlib.import_module("swiftdtm.admin.v1.admin_pb2"), importlib.import_module("swiftdtm.admin.v1.admin_pb2_grpc")
+
+
 @dataclass
 class Call:
     method: str
