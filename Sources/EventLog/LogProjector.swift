@@ -6,8 +6,12 @@
 /// (after the map grew), so it must derive everything from the records and the transaction.
 public protocol LogProjector: Sendable {
     /// Folds `records` (consecutive, in seq order) into the derived state and records the last seq as
-    /// the checkpoint.
-    func project(_ records: [LogRecord], in txn: borrowing LMDBWriteTransaction) throws
+    /// the checkpoint. `prepared` is what `prepare` made of the same records, when it ran.
+    func project(_ records: [LogRecord], prepared: (any Sendable)?, in txn: borrowing LMDBWriteTransaction) throws
+
+    /// Work on `records` that needs no transaction (decoding), done on another thread ahead of
+    /// `project` when a long pass (catch-up, rebuild) reads the log. nil: nothing to prepare.
+    func prepare(_ records: [LogRecord]) throws -> (any Sendable)?
 
     /// The seq of the last record folded in; 0 when nothing has been.
     func checkpoint(in txn: borrowing LMDBWriteTransaction) throws -> UInt64

@@ -199,7 +199,7 @@ final class LogWriter: @unchecked Sendable {
                         hash = encoded.hash
                     }
                 }
-                if let projector { try projector.project(written, in: txn) }
+                if let projector { try projector.project(written, prepared: nil, in: txn) }
                 return (seq, hash, newHeads)
             }
             if headCache.count + newHeads.count > Self.headCacheLimit { headCache.removeAll(keepingCapacity: true) }
@@ -247,8 +247,11 @@ final class LogWriter: @unchecked Sendable {
         }
         let previous = start == 0 ? RecordHash.genesis : try reader.chunk(from: start, through: start, limit: 1, previous: nil).first?.hash
         var reached = start
-        try reader.forEachChunk(from: start + 1, through: lastSeq, chunkSize: 32768, previous: previous) { chunk in
-            try writeWithGrowth { txn in try projector.project(chunk, in: txn) }
+        try reader.forEachChunk(
+            from: start + 1, through: lastSeq, chunkSize: 32768, previous: previous,
+            prepare: { try projector.prepare($0) }
+        ) { chunk, prepared in
+            try writeWithGrowth { txn in try projector.project(chunk, prepared: prepared, in: txn) }
             reached = chunk.last?.seq ?? reached
             progress?(LogProgress(done: reached, total: lastSeq))
             return true

@@ -4,7 +4,7 @@
 /// `state` is nil before the transaction's first event. An event that cannot apply (anything but
 /// `created` for an unknown transaction, a second `created`) leaves the state as it was; the
 /// coordinator never emits one, and a replay must not invent state from it.
-public func apply(_ recorded: RecordedEvent, to state: TransactionState?) -> TransactionState? {
+public func apply(_ recorded: RecordedEvent, to state: consuming TransactionState?) -> TransactionState? {
     guard var state else {
         guard case let .created(created) = recorded.event.kind else { return nil }
         return newTransaction(recorded, created)

@@ -32,25 +32,34 @@ public final class TransactionView: LogProjector {
 
     // MARK: LogProjector
 
-    public func project(_ records: [LogRecord], in txn: borrowing LMDBWriteTransaction) throws {
+    /// Decodes the records' events (off the writer thread during a rebuild or catch-up).
+    public func prepare(_ records: [LogRecord]) throws -> (any Sendable)? {
+        try records.map(RecordedEvent.init)
+    }
+
+    public func project(_ records: [LogRecord], prepared: (any Sendable)?, in txn: borrowing LMDBWriteTransaction) throws {
         guard let last = records.last else { return }
-        var touched = [String: (before: TransactionState?, after: TransactionState?)]()
+        let events = try (prepared as? [RecordedEvent]) ?? records.map(RecordedEvent.init)
+        // Per touched gid: the index keys its stored state had, and its state now. Keeping only
+        // the old keys (not the old state) leaves each state uniquely referenced, so `apply`
+        // mutates it in place instead of copying it per event.
+        var touched = [String: (old: IndexKeys?, state: TransactionState?)]()
         var order = [String]()
-        for record in records {
-            let event = try RecordedEvent(record)
-            let before: TransactionState?
-            if let seen = touched[event.gid] {
-                before = seen.after
+        for event in events {
+            var entry: (old: IndexKeys?, state: TransactionState?)
+            if let seen = touched.removeValue(forKey: event.gid) {
+                entry = seen
             } else {
-                before = try Self.load(event.gid, from: transactions, in: txn)
+                let stored = try Self.load(event.gid, from: transactions, in: txn)
+                entry = (stored.map(IndexKeys.init), stored)
                 order.append(event.gid)
-                touched[event.gid] = (before, before)
             }
-            touched[event.gid]?.after = apply(event, to: before)
+            entry.state = apply(event, to: entry.state.take())
+            touched[event.gid] = entry
         }
         for gid in order {
-            guard let change = touched[gid], let after = change.after else { continue }
-            try store(after, replacing: change.before, in: txn)
+            guard let change = touched[gid], let state = change.state else { continue }
+            try store(state, replacing: change.old, in: txn)
         }
         try txn.put(meta, key: Self.checkpointKey, value: sequenceKey(last.seq))
     }
@@ -63,18 +72,28 @@ public final class TransactionView: LogProjector {
         for database in databases { try txn.empty(database) }
     }
 
-    private func store(_ state: TransactionState, replacing old: TransactionState?, in txn: borrowing LMDBWriteTransaction) throws {
+    /// The index entries a stored state has.
+    struct IndexKeys {
+        let status: [UInt8]
+        let due: [UInt8]?
+
+        init(_ state: TransactionState) {
+            status = TransactionView.statusKey(state)
+            due = TransactionView.dueKey(state)
+        }
+    }
+
+    private func store(_ state: TransactionState, replacing old: IndexKeys?, in txn: borrowing LMDBWriteTransaction) throws {
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
         let bytes: [UInt8] = try state.serializedBytes(options: options)
         try txn.put(transactions, key: Array(state.gid.utf8), value: bytes)
         let empty = [UInt8]()
-        let newStatusKey = Self.statusKey(state)
-        if let old, Self.statusKey(old) != newStatusKey { try txn.delete(byStatus, key: Self.statusKey(old)) }
-        if old.map(Self.statusKey) != newStatusKey { try txn.put(byStatus, key: newStatusKey, value: empty) }
-        let newDueKey = Self.dueKey(state)
-        if let old, let oldDueKey = Self.dueKey(old), oldDueKey != newDueKey { try txn.delete(due, key: oldDueKey) }
-        if let newDueKey, old.flatMap(Self.dueKey) != newDueKey { try txn.put(due, key: newDueKey, value: empty) }
+        let new = IndexKeys(state)
+        if let old, old.status != new.status { try txn.delete(byStatus, key: old.status) }
+        if old?.status != new.status { try txn.put(byStatus, key: new.status, value: empty) }
+        if let oldDue = old?.due, oldDue != new.due { try txn.delete(due, key: oldDue) }
+        if let newDue = new.due, old?.due != newDue { try txn.put(due, key: newDue, value: empty) }
         if old == nil { try txn.put(created, key: Self.timeKey(state.createTimeUs, state.gid), value: empty) }
     }
 

@@ -22,9 +22,17 @@ DTMD = Path(os.environ.get("DTMD_BIN", ROOT / ".build" / "debug" / "dtmd"))
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range: polling a port inside it with connects can
+    self-connect (source port = destination port) and take the port before dtmd binds it."""
+    import random
+    while True:
+        port = random.randrange(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):

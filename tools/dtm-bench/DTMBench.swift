@@ -6,5 +6,5 @@ struct DTMBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dtm-bench",
         abstract: "Measure SwiftDTM's throughput and latency on this machine.",
-        subcommands: [LogBenchmark.self, GrpcBenchmark.self])
+        subcommands: [LogBenchmark.self, GrpcBenchmark.self, RestartBenchmark.self])
 }

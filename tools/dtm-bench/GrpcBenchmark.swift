@@ -163,14 +163,19 @@ final class DtmdProcess: @unchecked Sendable {
     let grpcPort: Int
     let directory: String
 
-    init(executable: String?, logLevel: String, noSync: Bool) throws {
+    private let ownsDirectory: Bool
+
+    /// Starts dtmd on `dataDirectory`, or on a fresh directory that `stop()` removes.
+    init(executable: String?, logLevel: String, noSync: Bool, dataDirectory: String? = nil) throws {
         let path = executable ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dtmd").path
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw ValidationError("dtmd not found at \(path): build it (swift build -c release --product dtmd) or pass --dtmd")
         }
-        directory = NSTemporaryDirectory() + "dtm-bench-dtmd-\(getpid())"
-        try? FileManager.default.removeItem(atPath: directory)
-        grpcPort = Int.random(in: 40000..<50000)
+        ownsDirectory = dataDirectory == nil
+        directory = dataDirectory ?? NSTemporaryDirectory() + "dtm-bench-dtmd-\(getpid())"
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
+        // Below the ephemeral port range: polling a port in it with connects can self-connect and take it.
+        grpcPort = Int.random(in: 20000..<30000)
         process.executableURL = URL(fileURLWithPath: path)
         var environment = ProcessInfo.processInfo.environment
         environment["STORE_PATH"] = directory
@@ -183,8 +188,16 @@ final class DtmdProcess: @unchecked Sendable {
         try process.run()
     }
 
-    /// Waits until dtmd answers NewGid.
+    /// Waits until dtmd answers NewGid. Polls the port with plain connects first: a gRPC client
+    /// that fails to connect backs off for a second, which would be measured as startup time.
     func waitUntilServing() async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !portAccepts() {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                throw ValidationError("dtmd did not open its gRPC port (exit status \(process.isRunning ? 0 : process.terminationStatus))")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: grpcPort), transportSecurity: .plaintext)
         let client = GRPCClient(transport: transport)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -200,11 +213,55 @@ final class DtmdProcess: @unchecked Sendable {
         }
     }
 
+    private func portAccepts() -> Bool {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return false }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(grpcPort).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
     func stop() {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(atPath: directory)
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+}
+
+/// `dtm-bench restart`: how long dtmd takes from process start to answering NewGid on an
+/// existing data directory (e.g. the 1M-event log `dtm-bench log --directory D` leaves in D/replay).
+struct RestartBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart", abstract: "Time from starting dtmd on existing data to its first answer.")
+
+    @Option(help: "The data directory (Store.Path) to start dtmd on.")
+    var data: String
+
+    @Option(help: "The dtmd executable (default: next to dtm-bench).")
+    var dtmd: String?
+
+    @Option(help: "How many starts to time.")
+    var runs = 3
+
+    func run() async throws {
+        guard FileManager.default.fileExists(atPath: data + "/data.mdb") else {
+            throw ValidationError("no event log in \(data)")
+        }
+        var times = [Duration]()
+        for _ in 0..<runs {
+            let start = ContinuousClock.now
+            let server = try DtmdProcess(executable: dtmd, logLevel: "warning", noSync: false, dataDirectory: data)
+            try await server.waitUntilServing()
+            times.append(ContinuousClock.now - start)
+            server.stop()
+        }
+        print("dtmd start to first NewGid answer on \(data): " + times.map { "\(milliseconds($0)) ms" }.joined(separator: ", "))
     }
 }

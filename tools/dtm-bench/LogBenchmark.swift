@@ -78,6 +78,11 @@ struct LogBenchmark: AsyncParsableCommand {
         let replayRate = Double(replayed) / elapsedSeconds(ContinuousClock.now - replayStart)
         print(String(format: "replay (read, checksum, chain, decode): %10.0f events/s", replayRate))
 
+        let verifyStart = ContinuousClock.now
+        let verified = try log.verify()
+        let verifyRate = Double(verified) / elapsedSeconds(ContinuousClock.now - verifyStart)
+        print(String(format: "verify (checksums, chain, density, index): %10.0f records/s", verifyRate))
+
         let rebuildStart = ContinuousClock.now
         try await log.rebuildProjection()
         let rebuildRate = Double(fill.events) / elapsedSeconds(ContinuousClock.now - rebuildStart)
