@@ -43,8 +43,8 @@ public struct GrpcBranchURL: Sendable, Equatable {
     /// `Method` of `/pkg.Svc/Method`.
     public let method: String
 
-    /// Parses `host:port/pkg.Svc/Method`. Schemes (`etcd://`, `discov://`, `k8s://`, `http://`)
-    /// are refused with a message until their resolvers exist.
+    /// Parses `host:port/pkg.Svc/Method`. Schemes (`etcd://`, `discov://`, `k8s://`) are refused
+    /// with a message until their resolvers exist; `http(s)://` URLs are HTTP branches.
     public init(parsing url: String) throws {
         if let schemeEnd = url.range(of: "://") {
             let scheme = url[..<schemeEnd.lowerBound]

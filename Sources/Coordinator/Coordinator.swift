@@ -178,6 +178,35 @@ public final class Coordinator: Sendable {
         }
     }
 
+    /// dtm's forceStop: an unfinished transaction fails at once; nothing more is called.
+    public func forceStop(_ gid: String) async throws {
+        try RequestValidation.gid(gid)
+        try await locks.withLock(gid) {
+            guard let existing = try self.view.transaction(gid) else {
+                throw CoordinatorError.failure("transaction '\(gid)' not found, cannot force stop")
+            }
+            guard !existing.status.isTerminal else {
+                throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot force stop")
+            }
+            try await self.record([.statusChanged(.with {
+                $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
+            })], gid: gid)
+        }
+        logger.info("transaction force stopped", metadata: ["gid": "\(gid)"])
+    }
+
+    /// dtm's resetNextCronTime: an unfinished transaction is due now instead of at its retry time.
+    public func resetNextCronTime(_ gid: String) async throws {
+        try RequestValidation.gid(gid)
+        try await locks.withLock(gid) {
+            guard let existing = try self.view.transaction(gid) else {
+                throw CoordinatorError.failure("transaction '\(gid)' not found")
+            }
+            guard !existing.status.isTerminal else { return }
+            try await self.record([.retryScheduled(.with { $0.dueUs = self.clock(); $0.retryInterval = existing.retryInterval })], gid: gid)
+        }
+    }
+
     /// The current state of `gid`, nil when unknown.
     public func transaction(_ gid: String) throws -> TransactionState? {
         try view.transaction(gid)

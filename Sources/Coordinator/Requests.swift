@@ -76,6 +76,12 @@ enum RequestValidation {
 
     static func url(_ url: String, field: String) throws {
         guard !url.isEmpty else { return }
+        if isHTTPURL(url) {
+            guard let parsed = URLComponents(string: url), parsed.host?.isEmpty == false else {
+                throw CoordinatorError.invalidArgument("\(field): '\(url)' is not a valid HTTP URL")
+            }
+            return
+        }
         do {
             _ = try GrpcBranchURL(parsing: url)
         } catch let CoordinatorError.invalidArgument(message) {

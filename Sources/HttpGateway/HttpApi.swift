@@ -3,14 +3,33 @@ import Foundation
 import Hummingbird
 import Projections
 
-/// dtm's HTTP API on the coordinator. For now: `GET /api/ping` and `GET /api/dtmsvr/query`, with
-/// dtm's JSON shapes.
+/// dtm's HTTP API (`/api/dtmsvr/*`, `/api/ping`) on the coordinator: the same requests as the gRPC
+/// gateway, so the same request over either yields the same events. Bodies are read as real
+/// clients send them (null for unset strings, extra keys ignored, steps as an array or a JSON
+/// string); answers use dtm's envelope: 200 SUCCESS, 409 FAILURE, 425 ONGOING, 400 bad input, 500.
 public enum HttpApi {
     /// The routes, ready for a Hummingbird application.
     public static func router(coordinator: Coordinator) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
-        router.get("/api/dtmsvr/query") { request, _ in
+        let api = router.group("/api/dtmsvr")
+        api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": "SUCCESS"]) }
+        api.get("version") { _, _ in json(["version": "swiftdtm-\(version)"]) }
+        api.post("prepare") { request, _ in try await answer { try await coordinator.prepare(try await transaction(request)) } }
+        api.post("submit") { request, _ in try await answer { try await coordinator.submit(try await transaction(request)) } }
+        api.post("abort") { request, _ in try await answer { try await coordinator.abort(try await transaction(request)) } }
+        for path in ["registerBranch", "registerTccBranch", "registerXaBranch"] {
+            api.post(RouterPath(stringLiteral: path)) { request, _ in
+                try await answer { try await coordinator.registerBranch(try await registration(request)) }
+            }
+        }
+        api.post("forceStop") { request, _ in
+            try await answer { try await coordinator.forceStop(try JSONBody(try await body(request)).string("gid")) }
+        }
+        api.post("resetNextCronTime") { request, _ in
+            try await answer { try await coordinator.resetNextCronTime(try JSONBody(try await body(request)).string("gid")) }
+        }
+        api.get("query") { request, _ in
             guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
                 return json(["message": "gid is required"], status: .badRequest)
             }
@@ -20,8 +39,108 @@ public enum HttpApi {
                 "branches": state.map { $0.branches.map { branchJSON($0, gid: gid) } } ?? [],
             ])
         }
+        api.get("all") { request, _ in try all(request, coordinator: coordinator) }
         return router
     }
+
+    static let version = "0.1.0"
+
+    // MARK: Requests
+
+    static func body(_ request: Request) async throws -> [String: Any] {
+        let buffer = try await request.body.collect(upTo: 8 << 20)
+        let data = Data(buffer: buffer)
+        guard !data.isEmpty else { throw CoordinatorError.invalidArgument("the request body is empty; expected a JSON object") }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CoordinatorError.invalidArgument("the request body is not a JSON object")
+        }
+        return object
+    }
+
+    static func transaction(_ request: Request) async throws -> TransactionRequest {
+        let body = JSONBody(try await body(request))
+        var transaction = TransactionRequest()
+        transaction.transport = "http"
+        transaction.gid = try body.string("gid")
+        transaction.transType = try body.string("trans_type")
+        transaction.steps = try body.jsonText("steps")
+        transaction.payloads = try body.strings("payloads").map { Data($0.utf8) }
+        transaction.customData = try body.optionalString("custom_data")
+        transaction.queryPrepared = try body.optionalString("query_prepared")
+        transaction.rollbackReason = try body.optionalString("rollback_reason")
+        transaction.waitResult = try body.bool("wait_result")
+        transaction.timeoutToFail = try body.integer("timeout_to_fail")
+        transaction.requestTimeout = try body.integer("request_timeout")
+        transaction.retryInterval = try body.integer("retry_interval")
+        transaction.retryLimit = try body.integer("retry_limit")
+        transaction.branchHeaders = try body.stringMap("branch_headers")
+        if try body.bool("concurrent"), transaction.customData.isEmpty {
+            transaction.customData = #"{"concurrent":true}"#
+        }
+        return transaction
+    }
+
+    static func registration(_ request: Request) async throws -> BranchRegistrationRequest {
+        let body = JSONBody(try await body(request))
+        var registration = BranchRegistrationRequest()
+        registration.gid = try body.string("gid")
+        registration.transType = try body.string("trans_type")
+        registration.branchID = try body.string("branch_id")
+        registration.payload = Data(try body.optionalString("data").utf8)
+        for key in ["confirm", "cancel", "url"] {
+            let value = try body.optionalString(key)
+            if !value.isEmpty { registration.data[key] = value }
+        }
+        return registration
+    }
+
+    /// Runs a request and answers with dtm's envelope.
+    static func answer(_ body: () async throws -> Void) async throws -> Response {
+        do {
+            try await body()
+            return json(["dtm_result": "SUCCESS"])
+        } catch let error as CoordinatorError {
+            switch error {
+            case let .failure(message):
+                return json(["dtm_result": "FAILURE", "message": message], status: .conflict)
+            case let .ongoing(message):
+                return json(["dtm_result": "ONGOING", "message": message], status: .init(code: 425, reasonPhrase: "Too Early"))
+            case let .invalidArgument(message):
+                return json(["message": message], status: .badRequest)
+            case let .unimplemented(message):
+                return json(["message": message], status: .notImplemented)
+            }
+        } catch {
+            return json(["message": "\(error)"], status: .internalServerError)
+        }
+    }
+
+    static func all(_ request: Request, coordinator: Coordinator) throws -> Response {
+        let parameters = request.uri.queryParameters
+        let status = parameters["status"].map(String.init) ?? ""
+        let transType = parameters["transType"].map(String.init) ?? ""
+        let limitText = parameters["limit"].map(String.init) ?? "100"
+        guard let limit = Int(limitText), limit > 0 else {
+            return json(["message": "limit must be a positive number"], status: .badRequest)
+        }
+        var position: [UInt8]?
+        if let token = parameters["position"].map(String.init), !token.isEmpty {
+            guard let bytes = Data(base64Encoded: token) else { return json(["message": "position is not one this server returned"], status: .badRequest) }
+            position = Array(bytes)
+        }
+        let start = parameters["createTimeStart"].flatMap { Int64($0) }.map { $0 * 1000 } ?? 0
+        let end = parameters["createTimeEnd"].flatMap { Int64($0) }.map { $0 * 1000 } ?? .max
+        let page = try coordinator.view.newestTransactions(before: position, limit: min(limit, 1000)) { state in
+            (status.isEmpty || state.status.dtmName == status) && (transType.isEmpty || state.transType == transType)
+                && state.createTimeUs >= start && state.createTimeUs <= end
+        }
+        return json([
+            "transactions": page.states.map(transactionJSON),
+            "next_position": page.next.map { Data($0).base64EncodedString() } ?? "",
+        ])
+    }
+
+    // MARK: Responses
 
     /// A transaction as dtm's `query` shows it.
     static func transactionJSON(_ state: TransactionState) -> [String: Any] {
@@ -84,5 +203,66 @@ public enum HttpApi {
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Typed reads of a flat JSON request body; a wrong type is a 400 naming the field.
+struct JSONBody {
+    let object: [String: Any]
+
+    init(_ object: [String: Any]) { self.object = object }
+
+    private func present(_ key: String) -> Any? {
+        guard let value = object[key], !(value is NSNull) else { return nil }
+        return value
+    }
+
+    func string(_ key: String) throws -> String {
+        guard let value = present(key) else { throw CoordinatorError.invalidArgument("\(key) is required") }
+        guard let text = value as? String else { throw CoordinatorError.invalidArgument("\(key) must be a string") }
+        return text
+    }
+
+    func optionalString(_ key: String) throws -> String {
+        present(key) == nil ? "" : try string(key)
+    }
+
+    func bool(_ key: String) throws -> Bool {
+        guard let value = present(key) else { return false }
+        guard let flag = value as? Bool else { throw CoordinatorError.invalidArgument("\(key) must be true or false") }
+        return flag
+    }
+
+    func integer(_ key: String) throws -> Int64 {
+        guard let value = present(key) else { return 0 }
+        if let number = value as? NSNumber, number.doubleValue == number.doubleValue.rounded() {
+            return number.int64Value
+        }
+        if let text = value as? String, let number = Int64(text) { return number }
+        throw CoordinatorError.invalidArgument("\(key) must be a whole number")
+    }
+
+    func strings(_ key: String) throws -> [String] {
+        guard let value = present(key) else { return [] }
+        guard let array = value as? [Any], let strings = array as? [String] else {
+            throw CoordinatorError.invalidArgument("\(key) must be an array of strings")
+        }
+        return strings
+    }
+
+    func stringMap(_ key: String) throws -> [String: String] {
+        guard let value = present(key) else { return [:] }
+        guard let map = value as? [String: String] else {
+            throw CoordinatorError.invalidArgument("\(key) must map strings to strings")
+        }
+        return map
+    }
+
+    /// A field that clients send either as JSON or as a string holding JSON, as a string.
+    func jsonText(_ key: String) throws -> String {
+        guard let value = present(key) else { return "" }
+        if let text = value as? String { return text }
+        guard JSONSerialization.isValidJSONObject(value) else { throw CoordinatorError.invalidArgument("\(key) is not valid JSON") }
+        return String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self)
     }
 }

@@ -57,8 +57,10 @@ struct Dtmd: AsyncParsableCommand {
         defaults.timeoutToFail = settings.timeoutToFail
         defaults.retryInterval = settings.retryInterval
         defaults.requestTimeout = settings.requestTimeout
-        let invoker = GrpcBranchInvoker()
-        let coordinator = Coordinator(log: log, view: view, invoker: invoker, defaults: defaults)
+        let grpcInvoker = GrpcBranchInvoker()
+        let httpInvoker = HttpBranchInvoker()
+        let coordinator = Coordinator(
+            log: log, view: view, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults)
 
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
@@ -73,7 +75,8 @@ struct Dtmd: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
-                    .init(service: invoker),
+                    .init(service: grpcInvoker),
+                    .init(service: httpInvoker),
                     .init(service: scheduler),
                     .init(service: GrpcServerService(server: grpcServer)),
                     .init(service: http),

@@ -150,6 +150,83 @@ def busi():
     server.stop(0)
 
 
+@dataclass
+class HttpCall:
+    method: str
+    path: str
+    query: dict
+    body: bytes
+    headers: dict
+    at: float
+
+    @property
+    def op(self):
+        return self.query.get("op")
+
+    @property
+    def branch(self):
+        return self.query.get("branch_id")
+
+
+class HttpBusi:
+    """A business service over HTTP: any path; `plan(gid, path, [...])` lists answers for the next
+    calls (SUCCESS, FAILURE = 409, ONGOING = 425, ERROR = 500); unplanned calls succeed."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qsl, urlsplit
+
+        self.calls = []
+        self.plans = {}
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def handle_any(self):
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with owner.lock:
+                    owner.calls.append(HttpCall(self.command, parts.path, query, body, {k.lower(): v for k, v in self.headers.items()}, time.time()))
+                    queue = owner.plans.get((query.get("gid"), parts.path))
+                    answer = queue.pop(0) if queue else "SUCCESS"
+                status = {"SUCCESS": 200, "FAILURE": 409, "ONGOING": 425, "ERROR": 500}[answer]
+                payload = json.dumps({"dtm_result": answer}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = handle_any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/api/busi/{path}"
+
+    def plan(self, gid, path, answers):
+        with self.lock:
+            self.plans[(gid, f"/api/busi/{path}")] = list(answers)
+
+    def calls_for(self, gid):
+        with self.lock:
+            return [c for c in self.calls if c.query.get("gid") == gid]
+
+
+@pytest.fixture(scope="session")
+def http_busi():
+    busi = HttpBusi()
+    yield busi
+    busi.server.shutdown()
+
+
 class Dtmd:
     def __init__(self, workdir, **overrides):
         self.workdir = Path(workdir)

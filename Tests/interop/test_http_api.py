@@ -1,0 +1,131 @@
+"""dtm's HTTP API driven by PyPI's dtmcli 1.7.7.0 (a client we did not write) and raw requests,
+with HTTP branches on a Python business server, and a saga mixing HTTP and gRPC branches."""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from dtmcli import msg, saga, tcc, utils
+
+from test_grpc_interop import new_gid, request
+
+
+@pytest.fixture(scope="module")
+def api(dtmd):
+    return f"http://127.0.0.1:{dtmd.http_port}/api/dtmsvr"
+
+
+def post(url, body, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_dtmcli_saga_calls_http_branches_like_dtm(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    assert len(gid) == 22
+    s = saga.Saga(api, gid)
+    s.add({"amount": 30}, http_busi.url("TransOut"), http_busi.url("TransOutRevert"))
+    s.add({"amount": 30}, http_busi.url("TransIn"), http_busi.url("TransInRevert"))
+    s.submit()
+    dtmd.wait_status(gid, "succeed")
+    calls = http_busi.calls_for(gid)
+    assert [(c.method, c.path) for c in calls] == [("POST", "/api/busi/TransOut"), ("POST", "/api/busi/TransIn")]
+    assert calls[0].query == {"gid": gid, "trans_type": "saga", "branch_id": "01", "op": "action"}
+    assert json.loads(calls[0].body) == {"amount": 30}
+    assert calls[0].headers["content-type"] == "application/json"
+    assert dtmd.query(gid)["transaction"]["protocol"] == "http"
+
+
+def test_dtmcli_saga_rollback_compensates_in_reverse(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    http_busi.plan(gid, "TransIn", ["FAILURE"])
+    s = saga.Saga(api, gid)
+    s.add({"amount": 30}, http_busi.url("TransOut"), http_busi.url("TransOutRevert"))
+    s.add({"amount": 30}, http_busi.url("TransIn"), http_busi.url("TransInRevert"))
+    s.submit()
+    dtmd.wait_status(gid, "failed")
+    assert [c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(gid)] == ["TransOut", "TransIn", "TransInRevert", "TransOutRevert"]
+
+
+def test_dtmcli_tcc_confirms_after_submit(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+
+    def busi(t):
+        t.call_branch({"amount": 30}, http_busi.url("TransOutTry"), http_busi.url("TransOutConfirm"), http_busi.url("TransOutCancel"))
+        t.call_branch({"amount": 30}, http_busi.url("TransInTry"), http_busi.url("TransInConfirm"), http_busi.url("TransInCancel"))
+
+    assert tcc.tcc_global_transaction(api, gid, busi) == gid
+    dtmd.wait_status(gid, "succeed")
+    paths = [c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(gid)]
+    assert paths == ["TransOutTry", "TransInTry", "TransInConfirm", "TransOutConfirm"]
+    confirm = http_busi.calls_for(gid)[2]
+    assert confirm.method == "POST" and json.loads(confirm.body) == {"amount": 30}
+
+
+def test_dtmcli_tcc_try_failure_cancels(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    http_busi.plan(gid, "TransInTry", ["FAILURE"])
+
+    def busi(t):
+        t.call_branch({"amount": 30}, http_busi.url("TransOutTry"), http_busi.url("TransOutConfirm"), http_busi.url("TransOutCancel"))
+        t.call_branch({"amount": 30}, http_busi.url("TransInTry"), http_busi.url("TransInConfirm"), http_busi.url("TransInCancel"))
+
+    assert tcc.tcc_global_transaction(api, gid, busi) == ""
+    dtmd.wait_status(gid, "failed")
+    assert [c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(gid)][-2:] == ["TransInCancel", "TransOutCancel"]
+
+
+def test_dtmcli_msg_prepare_submit(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    m = msg.Msg(api, gid)
+    m.add({"amount": 30}, http_busi.url("TransOut"))
+    m.add({"amount": 30}, http_busi.url("TransIn"))
+    m.prepare(http_busi.url("QueryPrepared"))
+    assert dtmd.status(gid) == "prepared"
+    m.submit()
+    dtmd.wait_status(gid, "succeed")
+    assert [c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(gid)] == ["TransOut", "TransIn"]
+
+
+def test_error_envelopes_and_admin_routes(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    body = {"gid": gid, "trans_type": "saga", "steps": [{"action": http_busi.url("A"), "compensate": ""}],
+            "payloads": ["{}"], "custom_data": None, "query_prepared": None, "protocol": None,
+            "passthrough_headers": [], "wait_result": True}
+    assert post(f"{api}/submit", body) == (200, {"dtm_result": "SUCCESS"})
+    status, failure = post(f"{api}/prepare", body)
+    assert status == 409 and failure["dtm_result"] == "FAILURE" and "cannot prepare" in failure["message"]
+    assert post(f"{api}/submit", None, raw=b"{not json")[0] == 400
+    status, missing = post(f"{api}/submit", {"trans_type": "saga"})
+    assert status == 400 and "gid" in missing["message"]
+    status, wrong = post(f"{api}/submit", {**body, "gid": utils.gen_gid(api), "steps": "[{"})
+    assert status == 400 and "Steps" in wrong["message"]
+    with urllib.request.urlopen(f"{api}/query?gid=unknown-gid") as r:
+        assert json.load(r) == {"branches": [], "transaction": None}
+    with urllib.request.urlopen(f"{api}/all?limit=1&status=succeed") as r:
+        page = json.load(r)
+    assert len(page["transactions"]) == 1 and page["transactions"][0]["status"] == "succeed" and page["next_position"]
+    with urllib.request.urlopen(f"{api}/version") as r:
+        assert json.load(r)["version"].startswith("swiftdtm-")
+
+    prepared = utils.gen_gid(api)
+    assert post(f"{api}/prepare", {"gid": prepared, "trans_type": "tcc"})[0] == 200
+    assert post(f"{api}/forceStop", {"gid": prepared}) == (200, {"dtm_result": "SUCCESS"})
+    assert dtmd.status(prepared) == "failed"
+    assert post(f"{api}/forceStop", {"gid": prepared})[0] == 409
+
+
+def test_mixed_http_and_grpc_saga(dtm, dtmd, busi, http_busi, pb):
+    gid = new_gid(dtm)
+    steps = [{"action": http_busi.url("TransOut"), "compensate": http_busi.url("TransOutRevert")},
+             {"action": busi.url("TransIn"), "compensate": busi.url("TransInRevert")}]
+    dtm.Submit(request(pb, gid, "saga", steps, [b'{"amount":30}', b"\x08\x1e"], WaitResult=True))
+    assert dtmd.status(gid) == "succeed"
+    assert [c.path for c in http_busi.calls_for(gid)] == ["/api/busi/TransOut"]
+    assert http_busi.calls_for(gid)[0].body == b'{"amount":30}'
+    assert [c.method for c in busi.calls_for(gid)] == ["/busi.Busi/TransIn"]
