@@ -243,6 +243,8 @@ public final class Coordinator: Sendable {
             pending.removeAll()
         }
         guard let mode = Modes.mode(state.transType) else { return state }
+        let started = ContinuousClock.now
+        defer { DtmMetrics.roundHandled(model: state.transType, duration: ContinuousClock.now - started) }
         // Each branch is called at most once per round, so a round always ends.
         for _ in 0...(state.branches.count * 2 + 4) {
             let now = clock()
@@ -256,6 +258,7 @@ public final class Coordinator: Sendable {
             case let .changeStatus(status, reason):
                 logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
                 record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason }))
+                if status.isTerminal { DtmMetrics.transactionFinished(model: state.transType, status: status) }
                 continue
             case let .call(refs):
                 let outcomes = try await call(refs, of: state, record: record, flush: flush)
@@ -314,6 +317,7 @@ public final class Coordinator: Sendable {
                 $0.durationUs = durationUs
                 $0.error = result.message
             }))
+            DtmMetrics.branchCalled(model: state.transType, branchID: ref.branchID, op: ref.op, outcome: result.outcome)
             if result.outcome != .success {
                 let final = Modes.mode(state.transType)?.failureIsFinal(op: ref.op) ?? true
                 let note = result.outcome == .failure && !final ? " (dtm semantics: this op is retried until it succeeds)" : ""

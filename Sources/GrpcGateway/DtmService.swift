@@ -19,15 +19,15 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     }
 
     public func submit(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors { try await coordinator.submit(request.transactionRequest) }
+        try await mapErrors("Submit") { try await coordinator.submit(request.transactionRequest) }
     }
 
     public func prepare(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors { try await coordinator.prepare(request.transactionRequest) }
+        try await mapErrors("Prepare") { try await coordinator.prepare(request.transactionRequest) }
     }
 
     public func abort(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors { try await coordinator.abort(request.transactionRequest) }
+        try await mapErrors("Abort") { try await coordinator.abort(request.transactionRequest) }
     }
 
     public func registerBranch(request: Dtmgimp_DtmBranchRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
@@ -37,7 +37,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
         registration.branchID = request.branchID
         registration.data = request.data
         registration.payload = request.busiPayload
-        return try await mapErrors { try await coordinator.registerBranch(registration) }
+        return try await mapErrors("RegisterBranch") { try await coordinator.registerBranch(registration) }
     }
 
     public func prepareWorkflow(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Dtmgimp_DtmProgressesReply {
@@ -56,9 +56,10 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
         throw RPCError(code: .unimplemented, message: "topics (DeleteTopic) are not supported by this server yet")
     }
 
-    private func mapErrors(_ body: () async throws -> Void) async throws -> Google_Protobuf_Empty {
+    /// Runs a call, records dtm's metrics for it, and maps coordinator errors to status codes.
+    private func mapErrors(_ api: String, _ body: () async throws -> Void) async throws -> Google_Protobuf_Empty {
         do {
-            try await body()
+            try await DtmMetrics.measure(type: "grpc", api: api, body)
             return Google_Protobuf_Empty()
         } catch let error as CoordinatorError {
             throw RPCError(error)

@@ -9,25 +9,30 @@ import Projections
 /// string); answers use dtm's envelope: 200 SUCCESS, 409 FAILURE, 425 ONGOING, 400 bad input, 500.
 public enum HttpApi {
     /// The routes, ready for a Hummingbird application.
-    public static func router(coordinator: Coordinator) -> Router<BasicRequestContext> {
+    public static func router(coordinator: Coordinator, metrics: @escaping @Sendable () -> [UInt8]) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
+        router.get("/api/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics())))
+        }
         let api = router.group("/api/dtmsvr")
         api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": "SUCCESS"]) }
         api.get("version") { _, _ in json(["version": "swiftdtm-\(version)"]) }
-        api.post("prepare") { request, _ in try await answer { try await coordinator.prepare(try await transaction(request)) } }
-        api.post("submit") { request, _ in try await answer { try await coordinator.submit(try await transaction(request)) } }
-        api.post("abort") { request, _ in try await answer { try await coordinator.abort(try await transaction(request)) } }
+        api.post("prepare") { request, _ in try await answer("prepare") { try await coordinator.prepare(try await transaction(request)) } }
+        api.post("submit") { request, _ in try await answer("submit") { try await coordinator.submit(try await transaction(request)) } }
+        api.post("abort") { request, _ in try await answer("abort") { try await coordinator.abort(try await transaction(request)) } }
         for path in ["registerBranch", "registerTccBranch", "registerXaBranch"] {
             api.post(RouterPath(stringLiteral: path)) { request, _ in
-                try await answer { try await coordinator.registerBranch(try await registration(request)) }
+                try await answer(path) { try await coordinator.registerBranch(try await registration(request)) }
             }
         }
         api.post("forceStop") { request, _ in
-            try await answer { try await coordinator.forceStop(try JSONBody(try await body(request)).string("gid")) }
+            try await answer("forceStop") { try await coordinator.forceStop(try JSONBody(try await body(request)).string("gid")) }
         }
         api.post("resetNextCronTime") { request, _ in
-            try await answer { try await coordinator.resetNextCronTime(try JSONBody(try await body(request)).string("gid")) }
+            try await answer("resetNextCronTime") { try await coordinator.resetNextCronTime(try JSONBody(try await body(request)).string("gid")) }
         }
         api.get("query") { request, _ in
             guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
@@ -43,7 +48,8 @@ public enum HttpApi {
         return router
     }
 
-    static let version = "0.1.0"
+    /// SwiftDTM's version, as `/api/dtmsvr/version` and `dtm_server_info` report it.
+    public static let version = "0.1.0"
 
     // MARK: Requests
 
@@ -94,10 +100,10 @@ public enum HttpApi {
         return registration
     }
 
-    /// Runs a request and answers with dtm's envelope.
-    static func answer(_ body: () async throws -> Void) async throws -> Response {
+    /// Runs a request, records dtm's metrics for it, and answers with dtm's envelope.
+    static func answer(_ api: String, _ body: () async throws -> Void) async throws -> Response {
         do {
-            try await body()
+            try await DtmMetrics.measure(type: "http", api: api, body)
             return json(["dtm_result": "SUCCESS"])
         } catch let error as CoordinatorError {
             switch error {
@@ -263,6 +269,6 @@ struct JSONBody {
         guard let value = present(key) else { return "" }
         if let text = value as? String { return text }
         guard JSONSerialization.isValidJSONObject(value) else { throw CoordinatorError.invalidArgument("\(key) is not valid JSON") }
-        return String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self)
+        return String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
     }
 }

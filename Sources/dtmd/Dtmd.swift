@@ -8,7 +8,9 @@ import GrpcGateway
 import HttpGateway
 import Hummingbird
 import Logging
+import Metrics
 import Projections
+import Prometheus
 import ServiceLifecycle
 
 /// dtmd: the SwiftDTM server. dtm's gRPC API on GrpcPort, its HTTP API on HttpPort, the event log
@@ -39,6 +41,9 @@ struct Dtmd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "swiftdtm.dtmd")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        Gauge(label: "dtm_server_info", dimensions: [("version", "swiftdtm-\(HttpApi.version)")]).record(1)
         for warning in warnings { logger.warning("\(warning)") }
 
         var logConfiguration = EventLogConfiguration(path: settings.storePath)
@@ -67,7 +72,7 @@ struct Dtmd: AsyncParsableCommand {
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
             services: [DtmService(coordinator: coordinator), AdminService(log: log, view: view)])
         let http = Application(
-            router: HttpApi.router(coordinator: coordinator),
+            router: HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }),
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
             logger: Logger(label: "swiftdtm.http"))
         let scheduler = Scheduler(coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)))

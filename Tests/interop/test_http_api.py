@@ -129,3 +129,47 @@ def test_mixed_http_and_grpc_saga(dtm, dtmd, busi, http_busi, pb):
     assert [c.path for c in http_busi.calls_for(gid)] == ["/api/busi/TransOut"]
     assert http_busi.calls_for(gid)[0].body == b'{"amount":30}'
     assert [c.method for c in busi.calls_for(gid)] == ["/busi.Busi/TransIn"]
+
+
+def test_metrics_scrape_has_dtms_names(api, dtmd, http_busi):
+    gid = utils.gen_gid(api)
+    s = saga.Saga(api, gid)
+    s.add({"amount": 1}, http_busi.url("TransOut"), http_busi.url("TransOutRevert"))
+    s.submit()
+    dtmd.wait_status(gid, "succeed")
+    with urllib.request.urlopen(f"http://127.0.0.1:{dtmd.http_port}/api/metrics") as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    lines = text.splitlines()
+    def has(name, *labels):
+        return any(l.startswith(name) and all(label in l for label in labels) for l in lines)
+    assert has("dtm_server_process_total", 'type="http"', 'api="submit"', 'status="SUCCESS"')
+    assert has("dtm_server_response_duration", 'type="http"', 'api="submit"')
+    assert has("dtm_transaction_process_total", 'model="saga"', 'status="succeed"')
+    assert has("dtm_transaction_handled_duration", 'model="saga"')
+    assert has("dtm_branch_process_total", 'model="saga"', 'branchid="01"', 'branchtype="action"', 'status="succeed"')
+    assert has("dtm_server_info", 'version="swiftdtm-')
+
+
+def test_same_request_over_http_or_grpc_records_the_same_events(api, dtm, dtmd, http_busi, pb):
+    from test_dtmctl import dtmctl
+
+    steps = [{"action": http_busi.url("TransOut"), "compensate": http_busi.url("TransOutRevert")}]
+    over_http = utils.gen_gid(api)
+    assert post(f"{api}/submit", {"gid": over_http, "trans_type": "saga", "steps": steps, "payloads": ['{"a":1}'],
+                                  "wait_result": True, "retry_interval": 5})[0] == 200
+    over_grpc = new_gid(dtm)
+    dtm.Submit(request(pb, over_grpc, "saga", steps, [b'{"a":1}'], WaitResult=True, RetryInterval=5))
+
+    def events(gid):
+        history = json.loads(dtmctl("history", gid, "--json", "--data", dtmd.workdir / "data", check=0).stdout)
+        for event in history:
+            event.pop("seq"), event.pop("time"), event.pop("gid")
+            created = event["event"].get("created")
+            if created:  # what differs by transport or by time: the protocol, the due time, the Steps text
+                created.pop("protocol"), created.pop("next_due_us")
+                created["steps"] = json.loads(created["steps"])
+            event["event"].get("attempt_finished", {}).pop("duration_us", None)
+        return history
+
+    assert events(over_http) == events(over_grpc)
