@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
+        .library(name: "Discovery", targets: ["Discovery"]),
         .executable(name: "dtmd", targets: ["dtmd"]),
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
         .executable(name: "dtmctl", targets: ["DTMCtl"]),
@@ -65,6 +66,15 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Discovery",
+            dependencies: [
+                "Coordinator",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "GrpcGateway",
             dependencies: [
                 "Coordinator",
@@ -92,6 +102,7 @@ let package = Package(
                 "Coordinator",
                 "GrpcGateway",
                 "HttpGateway",
+                "Discovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

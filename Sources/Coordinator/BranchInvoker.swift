@@ -34,49 +34,87 @@ public protocol BranchInvoker: Sendable {
     func invoke(_ call: BranchCall) async -> BranchResult
 }
 
-/// A gRPC branch URL split the way dtm splits it: the last two path components are the method.
+/// A gRPC branch URL split the way dtm splits it: the last two path components are the method,
+/// everything before them the server (`host:port`, or `etcd://hosts/key`, `discov://…`,
+/// `k8s://namespace/service:port`).
 public struct GrpcBranchURL: Sendable, Equatable {
-    /// Where the service is: `host:port`.
+    /// Where the service is: `host:port` or a target a `TargetResolver` turns into one.
     public let target: String
     /// `pkg.Svc` of `/pkg.Svc/Method`.
     public let service: String
     /// `Method` of `/pkg.Svc/Method`.
     public let method: String
 
-    /// Parses `host:port/pkg.Svc/Method`. Schemes (`etcd://`, `discov://`, `k8s://`) are refused
-    /// with a message until their resolvers exist; `http(s)://` URLs are HTTP branches.
+    /// The target schemes a branch URL may use besides a plain `host:port`.
+    public static let schemes = ["etcd", "discov", "k8s"]
+
+    /// Parses `<server>/pkg.Svc/Method`; refuses unknown schemes and servers that are not
+    /// `host:port`.
     public init(parsing url: String) throws {
-        if let schemeEnd = url.range(of: "://") {
-            let scheme = url[..<schemeEnd.lowerBound]
-            throw CoordinatorError.invalidArgument("branch URL '\(url)': the '\(scheme)://' scheme is not supported by this server yet; use host:port/pkg.Service/Method")
+        let query = url.firstIndex(of: "?")
+        let path = query.map { String(url[..<$0]) } ?? url
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 3, !parts[parts.count - 1].isEmpty, !parts[parts.count - 2].isEmpty else {
+            throw CoordinatorError.invalidArgument("branch URL '\(url)' has no method path: expected <server>/pkg.Service/Method")
         }
-        let parts = url.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count >= 3 else {
-            throw CoordinatorError.invalidArgument("branch URL '\(url)' has no method path: expected host:port/pkg.Service/Method")
+        service = String(parts[parts.count - 2])
+        method = String(parts[parts.count - 1])
+        let server = parts.dropLast(2).joined(separator: "/")
+        target = server + (query.map { String(url[$0...]) } ?? "")
+        if let schemeEnd = server.range(of: "://") {
+            let scheme = String(server[..<schemeEnd.lowerBound])
+            guard Self.schemes.contains(scheme) else {
+                throw CoordinatorError.invalidArgument("branch URL '\(url)': unknown scheme '\(scheme)://'; expected host:port, etcd://, discov:// or k8s://")
+            }
+            guard server.count > schemeEnd.upperBound.utf16Offset(in: server), !server[schemeEnd.upperBound...].isEmpty else {
+                throw CoordinatorError.invalidArgument("branch URL '\(url)' names no server after '\(scheme)://'")
+            }
+            return
         }
-        let target = parts.dropLast(2).joined(separator: "/")
-        let service = String(parts[parts.count - 2])
-        let method = String(parts[parts.count - 1])
-        guard !target.isEmpty, !service.isEmpty, !method.isEmpty else {
-            throw CoordinatorError.invalidArgument("branch URL '\(url)' has no method path: expected host:port/pkg.Service/Method")
+        guard HostPort(server) != nil else {
+            throw CoordinatorError.invalidArgument("branch URL '\(url)': target '\(server)' is not host:port")
         }
-        guard let colon = target.lastIndex(of: ":"), Int(target[target.index(after: colon)...]) != nil, colon != target.startIndex else {
-            throw CoordinatorError.invalidArgument("branch URL '\(url)': target '\(target)' is not host:port")
-        }
-        self.target = target
-        self.service = service
-        self.method = method
+    }
+}
+
+/// A `host:port` address.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+
+    /// Parses `host:port` (`[v6]:port` too); nil when it is not one.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
+              let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        let host = text[..<colon]
+        self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
+        guard !self.host.isEmpty, !self.host.contains("/") else { return nil }
+        self.port = port
     }
 
-    /// The host part of the target.
-    public var host: String {
-        let colon = target.lastIndex(of: ":") ?? target.endIndex
-        let host = target[..<colon]
-        return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Turns a branch URL's server part into an address to call: a plain `host:port` as it is, the
+/// schemed targets (`etcd://`, `discov://`, `k8s://`) through service discovery.
+public protocol TargetResolver: Sendable {
+    /// An address for `target`, chosen among the target's current addresses.
+    func address(for target: String) async throws -> HostPort
+    /// A call to `address` of `target` could not connect: skip it for a while.
+    func reportFailure(_ address: HostPort, of target: String) async
+}
+
+/// Resolves only plain `host:port` targets (no service discovery configured).
+public struct DirectTargetResolver: TargetResolver {
+    public init() {}
+
+    public func address(for target: String) async throws -> HostPort {
+        guard let address = HostPort(target) else {
+            throw CoordinatorError.invalidArgument("target '\(target)' needs service discovery, which this server has not configured")
+        }
+        return address
     }
 
-    /// The port part of the target.
-    public var port: Int {
-        target.lastIndex(of: ":").flatMap { Int(target[target.index(after: $0)...]) } ?? 0
-    }
+    public func reportFailure(_ address: HostPort, of target: String) async {}
 }

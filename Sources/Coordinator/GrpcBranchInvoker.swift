@@ -17,9 +17,11 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let startedContinuation: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
     private let logger: Logger
+    private let resolver: any TargetResolver
 
-    public init(logger: Logger = Logger(label: "swiftdtm.branch.grpc")) {
+    public init(resolver: any TargetResolver = DirectTargetResolver(), logger: Logger = Logger(label: "swiftdtm.branch.grpc")) {
         (started, startedContinuation) = AsyncStream.makeStream()
+        self.resolver = resolver
         self.logger = logger
     }
 
@@ -43,16 +45,14 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
         let url: GrpcBranchURL
-        do {
-            url = try GrpcBranchURL(parsing: call.url)
-        } catch {
-            return BranchResult(.error, "\(error)")
-        }
+        let address: HostPort
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         do {
-            client = try self.client(for: url)
+            url = try GrpcBranchURL(parsing: call.url)
+            address = try await resolver.address(for: url.target)
+            client = try self.client(for: address)
         } catch {
-            return BranchResult(.error, "cannot connect to \(url.target): \(error)")
+            return BranchResult(.error, "\(error)")
         }
         var metadata = Metadata()
         metadata.addString(call.gid, forKey: "dtm-gid")
@@ -76,6 +76,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             switch error.code {
             case .aborted: return BranchResult(.failure, error.message)
             case .failedPrecondition: return BranchResult(.ongoing, error.message)
+            case .unavailable:
+                await resolver.reportFailure(address, of: url.target)
+                return BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
             default: return BranchResult(.error, "\(error.code): \(error.message)")
             }
         } catch {
@@ -83,15 +86,16 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         }
     }
 
-    private func client(for url: GrpcBranchURL) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+    private func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
         try clients.withLock { clients in
-            if let existing = clients[url.target] { return existing }
+            let key = address.description
+            if let existing = clients[key] { return existing }
             let transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: url.host, port: url.port), transportSecurity: .plaintext)
+                target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
             let client = GRPCClient(transport: transport)
-            clients[url.target] = client
+            clients[key] = client
             startedContinuation.yield(client)
-            logger.debug("opened gRPC channel to \(url.target)")
+            logger.debug("opened gRPC channel to \(key)")
             return client
         }
     }

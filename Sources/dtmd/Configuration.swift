@@ -93,6 +93,14 @@ struct Configuration: Sendable, Equatable {
         guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
             throw Invalid(description: "LogLevel '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
+        if !microServiceTarget.isEmpty {
+            guard microServiceDriver == "dtm-driver-gozero" else {
+                throw Invalid(description: "MicroService.Driver '\(microServiceDriver)' is not supported; use dtm-driver-gozero")
+            }
+            guard !microServiceEndPoint.isEmpty else {
+                throw Invalid(description: "MicroService.EndPoint is required with MicroService.Target (the host:port dtmd registers)")
+            }
+        }
         if retryInterval < 10 { warnings.append("RetryInterval \(retryInterval) is below dtm's minimum of 10 seconds") }
         if timeoutToFail < retryInterval { warnings.append("TimeoutToFail \(timeoutToFail) is below RetryInterval \(retryInterval)") }
         if storeDurability == "nosync" { warnings.append("Store.Durability is nosync: acknowledged transactions can be lost in a machine crash") }

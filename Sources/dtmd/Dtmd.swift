@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import Discovery
 import EventLog
 import Foundation
 import GRPCCore
@@ -62,7 +63,8 @@ struct Dtmd: AsyncParsableCommand {
         defaults.timeoutToFail = settings.timeoutToFail
         defaults.retryInterval = settings.retryInterval
         defaults.requestTimeout = settings.requestTimeout
-        let grpcInvoker = GrpcBranchInvoker()
+        let resolver = DiscoveryResolver()
+        let grpcInvoker = GrpcBranchInvoker(resolver: resolver)
         let httpInvoker = HttpBranchInvoker()
         let coordinator = Coordinator(
             log: log, view: view, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults)
@@ -77,15 +79,25 @@ struct Dtmd: AsyncParsableCommand {
             logger: Logger(label: "swiftdtm.http"))
         let scheduler = Scheduler(coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)))
 
+        var registration: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if !settings.microServiceTarget.isEmpty {
+            do {
+                registration = [.init(service: try GoZeroRegistration(
+                    target: settings.microServiceTarget, endpoint: settings.microServiceEndPoint))]
+            } catch {
+                throw ValidationError("invalid configuration: MicroService: \(error)")
+            }
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
+                    .init(service: resolver),
                     .init(service: grpcInvoker),
                     .init(service: httpInvoker),
                     .init(service: scheduler),
                     .init(service: GrpcServerService(server: grpcServer)),
                     .init(service: http),
-                ],
+                ] + registration,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("dtmd listening", metadata: ["grpc": "\(settings.listenAddress):\(settings.grpcPort)", "http": "\(settings.listenAddress):\(settings.httpPort)"])

@@ -63,7 +63,8 @@ func invalidMessage(_ body: () throws -> Void) -> String? {
         #expect(message { $0.steps = #"{"action":"x"}"# }?.contains("Steps") == true)
         #expect(message { $0.payloads.removeLast() }?.contains("BinPayloads") == true)
         #expect(message { $0.steps = #"[{"action":"localhost:1"},{"action":"localhost:1/a.B/C"}]"# }?.contains("method path") == true)
-        #expect(message { $0.steps = #"[{"action":"etcd://h:2379/svc/a.B/C"},{"action":"localhost:1/a.B/C"}]"# }?.contains("etcd") == true)
+        #expect(message { $0.steps = #"[{"action":"zk://h:2181/svc/a.B/C"},{"action":"localhost:1/a.B/C"}]"# }?.contains("unknown scheme") == true)
+        #expect(message { $0.steps = #"[{"action":"etcd://h:2379/svc/a.B/C"},{"action":"discov://h:2379/svc/a.B/C"}]"# } == nil)
         #expect(message { $0.customData = #"{"concurrent":true,"orders":{"0":[1],"1":[0]}}"# }?.contains("cycle") == true)
         #expect(message { $0.customData = #"{"orders":{"5":[0]}}"# }?.contains("orders") == true)
         #expect(message { $0.retryInterval = -1 }?.contains("RetryInterval") == true)
@@ -75,8 +76,16 @@ func invalidMessage(_ body: () throws -> Void) -> String? {
         #expect(url.target == "localhost:8080")
         #expect(url.service == "trans.TransSvc")
         #expect(url.method == "TransOut")
-        #expect(url.host == "localhost")
-        #expect(url.port == 8080)
+        #expect(HostPort(url.target) == HostPort("localhost:8080"))
+        #expect(HostPort(url.target)?.port == 8080)
+        let etcd = try GrpcBranchURL(parsing: "etcd://h1:2379,h2:2379/trans.rpc/trans.TransSvc/TransOut?user=u&password=p")
+        #expect(etcd.target == "etcd://h1:2379,h2:2379/trans.rpc?user=u&password=p")
+        #expect(etcd.service == "trans.TransSvc")
+        #expect(etcd.method == "TransOut")
+        let k8s = try GrpcBranchURL(parsing: "k8s://default/trans:8080/trans.TransSvc/TransIn")
+        #expect(k8s.target == "k8s://default/trans:8080")
+        #expect(HostPort("[::1]:80")?.host == "::1")
+        #expect(HostPort("nohost") == nil)
         #expect(throws: CoordinatorError.self) { try GrpcBranchURL(parsing: "localhost/trans.TransSvc/TransOut") }
         #expect(throws: CoordinatorError.self) { try GrpcBranchURL(parsing: "localhost:8080//TransOut") }
     }

@@ -1,0 +1,178 @@
+"""go-zero support against a real etcd (Debian's etcd-server): dtmd registers itself the way
+go-zero does, and resolves etcd:// branch targets registered by (Python, go-zero style) services."""
+import base64
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from concurrent import futures
+
+import grpc
+import pytest
+
+from conftest import BranchServer, Dtmd, free_port, wait_for
+from test_grpc_interop import new_gid, request
+
+ETCD = shutil.which("etcd")
+pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd-server is not installed (tools/install-deps.sh --test installs it)")
+
+
+class Etcd:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.port = free_port()
+        self.process = None
+
+    def start(self, fresh=False):
+        data = self.workdir / "etcd-data"
+        if fresh and data.exists():
+            shutil.rmtree(data)
+        peer = free_port()
+        url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [ETCD, "--data-dir", str(data), "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--name", "default"],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "etcd.log", "ab"))
+        wait_for(lambda: self.healthy(), timeout=20, what="etcd to start")
+        return self
+
+    def healthy(self):
+        try:
+            self.call("kv/range", {"key": b64("health")})
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def call(self, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v3/{path}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.load(r)
+
+    def prefix(self, prefix):
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        reply = self.call("kv/range", {"key": b64(prefix), "range_end": b64(end)})
+        return {unb64(kv["key"]): unb64(kv["value"]) for kv in reply.get("kvs", [])}
+
+    def register(self, key, value, ttl=10):
+        """What go-zero does: a lease, `key/<lease id>` = value under it, kept alive."""
+        lease = self.call("lease/grant", {"TTL": str(ttl)})["ID"]
+        self.call("kv/put", {"key": b64(f"{key}/{lease}"), "value": b64(value), "lease": lease})
+        return lease
+
+    def revoke(self, lease):
+        self.call("lease/revoke", {"ID": lease})
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(text):
+    return base64.b64decode(text).decode()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    server = Etcd(tmp_path_factory.mktemp("etcd")).start()
+    yield server
+    server.stop()
+
+
+def dtmd_registered(tmp_path, etcd, key="dtmservice"):
+    """dtmd with dtm's go-zero MicroService block, registering its own gRPC address."""
+    server = Dtmd(tmp_path)
+    config = json.loads(server.config.read_text())
+    config["MicroService"] = {"Driver": "dtm-driver-gozero", "Target": f"etcd://127.0.0.1:{etcd.port}/{key}",
+                              "EndPoint": f"127.0.0.1:{server.grpc_port}"}
+    server.config.write_text(json.dumps(config))
+    return server.start()
+
+
+def test_registration_follows_the_lifecycle(tmp_path, etcd):
+    server = dtmd_registered(tmp_path, etcd)
+    keys = wait_for(lambda: etcd.prefix("dtmservice/"), what="dtmd's key in etcd")
+    [(key, value)] = keys.items()
+    assert value == f"127.0.0.1:{server.grpc_port}"
+    assert int(key.split("/", 1)[1]) != 0, "the key ends in the lease id as a signed decimal"
+    server.stop()  # SIGTERM: the lease is revoked, the key is gone at once
+    assert server.process.returncode == 0
+    assert etcd.prefix("dtmservice/") == {}
+
+    server.start()
+    wait_for(lambda: etcd.prefix("dtmservice/"), what="dtmd registered again")
+    server.stop(signal.SIGKILL)
+    assert etcd.prefix("dtmservice/"), "after SIGKILL the key stays until its lease expires"
+    wait_for(lambda: etcd.prefix("dtmservice/") == {}, timeout=20, what="the 10 s lease to expire")
+
+
+def test_dtmd_registers_again_after_etcd_loses_its_lease(tmp_path, etcd):
+    server = dtmd_registered(tmp_path, etcd, key="dtmservice-restart")
+    try:
+        first = wait_for(lambda: etcd.prefix("dtmservice-restart/"), what="registration")
+        etcd.stop()
+        etcd.start(fresh=True)  # a new cluster: the lease and the key are gone
+        second = wait_for(lambda: etcd.prefix("dtmservice-restart/"), timeout=30, what="registration after the restart")
+        assert list(second.values()) == list(first.values())
+        assert second.keys() != first.keys(), "a new lease"
+    finally:
+        server.stop()
+
+
+def start_branch_server():
+    state = BranchServer()
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        def service(self, details):
+            method = details.method
+            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: state.handle(method, req, ctx))
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((AnyMethod(),))
+    state.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return state, server
+
+
+def test_branches_are_called_through_etcd_and_spread_over_instances(tmp_path, etcd, pb):
+    first, first_server = start_branch_server()
+    second, second_server = start_branch_server()
+    server = Dtmd(tmp_path).start()
+    try:
+        first_lease = etcd.register("trans.rpc", first.target)
+        etcd.register("trans.rpc", second.target)
+        dtm = pb[1].DtmStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        url = f"etcd://127.0.0.1:{etcd.port}/trans.rpc/busi.Busi/TransOut"
+        gids = []
+        for _ in range(6):
+            gid = new_gid(dtm)
+            dtm.Submit(request(pb, gid, "msg", [{"action": url}], [b"30"], WaitResult=True))
+            gids.append(gid)
+        served = [len([c for gid in gids for c in s.calls_for(gid)]) for s in (first, second)]
+        assert sum(served) == 6 and min(served) >= 2, served
+
+        etcd.revoke(first_lease)  # one instance leaves: the watch removes it
+        time.sleep(0.5)
+        later = []
+        for _ in range(4):
+            gid = new_gid(dtm)
+            dtm.Submit(request(pb, gid, "msg", [{"action": url}], [b"30"], WaitResult=True))
+            later.append(gid)
+        assert [len(second.calls_for(gid)) for gid in later] == [1, 1, 1, 1]
+        assert not [c for gid in later for c in first.calls_for(gid)]
+
+        with pytest.raises(grpc.RpcError) as unknown:
+            dtm.Submit(request(pb, new_gid(dtm), "msg", [{"action": "zk://h:1/x/busi.Busi/A"}], [b"1"]))
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop()
+        first_server.stop(0)
+        second_server.stop(0)
