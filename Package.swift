@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "dtmd", targets: ["dtmd"]),
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
         .executable(name: "dtmctl", targets: ["DTMCtl"]),
+        .library(name: "DTMClient", targets: ["DTMClient"]),
+        .executable(name: "trans-service", targets: ["TransService"]),
+        .executable(name: "trans-app", targets: ["TransApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -75,8 +78,57 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DtmProtocol",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "DTMClient",
+            dependencies: [
+                "DtmProtocol",
+                "Discovery",
+                "Coordinator",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "TransProtocol",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Examples/gozero/TransProtocol"
+        ),
+        .executableTarget(
+            name: "TransService",
+            dependencies: [
+                "TransProtocol", "DTMClient", "Discovery",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/gozero/TransService"
+        ),
+        .executableTarget(
+            name: "TransApp",
+            dependencies: [
+                "TransProtocol", "DTMClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/gozero/TransApp"
+        ),
+        .target(
             name: "GrpcGateway",
             dependencies: [
+                "DtmProtocol",
                 "Coordinator",
                 "EventLog",
                 "Projections",
@@ -120,7 +172,7 @@ let package = Package(
                 "EventLog",
                 "Projections",
                 "Coordinator",
-                "GrpcGateway",
+                "DtmProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -151,6 +203,14 @@ let package = Package(
         .testTarget(
             name: "ProjectionsTests",
             dependencies: ["Projections", "EventLog"]
+        ),
+        .testTarget(
+            name: "DTMClientTests",
+            dependencies: [
+                "DTMClient", "Coordinator", "GrpcGateway", "EventLog", "Projections",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
         ),
         .testTarget(
             name: "CoordinatorTests",

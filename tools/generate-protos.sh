@@ -24,14 +24,24 @@ protoc -I Protos \
   --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
   Protos/swiftdtm/events/v1/events.proto
 
-# dtm's gRPC service: messages and grpc-swift-2 server and client code.
-mkdir -p Sources/GrpcGateway/Generated
-protoc -I Protos \
+# dtm's gRPC service: messages and grpc-swift-2 server and client code, shared by the gateway
+# and the client SDK.
+mkdir -p Sources/DtmProtocol/Generated
+protoc -I Protos/dtmgimp \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-  --swift_out=Sources/GrpcGateway/Generated --swift_opt=Visibility=Public \
-  --grpc-swift-2_out=Sources/GrpcGateway/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  --swift_out=Sources/DtmProtocol/Generated --swift_opt=Visibility=Public \
+  --grpc-swift-2_out=Sources/DtmProtocol/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
   Protos/dtmgimp/dtmgimp.proto
+
+# The go-zero walk-through's trans service.
+mkdir -p Examples/gozero/TransProtocol/Generated
+protoc -I Examples/gozero/Protos \
+  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
+  --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
+  --swift_out=Examples/gozero/TransProtocol/Generated --swift_opt=Visibility=Public \
+  --grpc-swift-2_out=Examples/gozero/TransProtocol/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  Examples/gozero/Protos/trans.proto
 
 # SwiftDTM's admin service; its event types come from the Projections module.
 mkdir -p Sources/GrpcGateway/Generated/admin

@@ -5,7 +5,7 @@
 set -euo pipefail
 packages=(liblmdb-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-venv etcd-server)
+  packages+=(python3-venv etcd-server curl)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh --test
 # Only Swift Testing is used; without this flag XCTest also prints "Executed 0 tests".
 swift test --disable-xctest
-swift build --product dtmd --product dtmctl
+for product in dtmd dtmctl trans-service trans-app; do swift build --product "$product"; done
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r Tests/interop/requirements.txt

@@ -1,4 +1,5 @@
 import Coordinator
+import DtmProtocol
 import GRPCCore
 import Projections
 import SwiftProtobuf

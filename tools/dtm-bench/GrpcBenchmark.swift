@@ -1,10 +1,10 @@
 import ArgumentParser
 import Coordinator
+import DtmProtocol
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
-import GrpcGateway
 import Synchronization
 
 /// `dtm-bench grpc`: durable 2-branch msg transactions per second through dtmd, and in the same

@@ -1,0 +1,146 @@
+import Coordinator
+import Discovery
+import DtmProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwiftProtobuf
+
+/// What dtm answered when it refused a request, or what a branch answers to refuse one.
+public enum DtmError: Error, Equatable, CustomStringConvertible {
+    /// dtm's FAILURE (gRPC Aborted): the transaction failed or the request conflicts with it.
+    /// Thrown from a branch handler, it answers Aborted, which dtm reads as FAILURE.
+    case failure(String)
+    /// dtm's ONGOING (gRPC FailedPrecondition): try again later.
+    case ongoing(String)
+
+    public var description: String {
+        switch self {
+        case let .failure(message): return "FAILURE: \(message)"
+        case let .ongoing(message): return "ONGOING: \(message)"
+        }
+    }
+}
+
+/// Options of a transaction (dtm's TransOptions); 0 / empty = the server's default.
+public struct TransactionOptions: Sendable {
+    public var waitResult = false
+    public var timeoutToFail: Int64 = 0
+    public var retryInterval: Int64 = 0
+    public var requestTimeout: Int64 = 0
+    public var retryLimit: Int64 = 0
+    public var branchHeaders: [String: String] = [:]
+
+    public init() {}
+
+    var message: Dtmgimp_DtmTransOptions {
+        .with {
+            $0.waitResult = waitResult
+            $0.timeoutToFail = timeoutToFail
+            $0.retryInterval = retryInterval
+            $0.requestTimeout = requestTimeout
+            $0.retryLimit = retryLimit
+            $0.branchHeaders = branchHeaders
+        }
+    }
+}
+
+/// A connection to dtm (or SwiftDTM's dtmd) over gRPC, the equivalent of Go's `dtmgrpc`.
+///
+/// The target is `host:port` or a go-zero target such as `etcd://localhost:2379/dtmservice`,
+/// resolved through etcd to one of the registered dtm servers. Use it inside `withDtmClient`,
+/// which runs and closes the connection.
+public struct DtmClient: Sendable {
+    let dtm: Dtmgimp_Dtm.Client<HTTP2ClientTransport.Posix>
+    let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+    let resolver: DiscoveryResolver
+
+    /// A new gid from the server.
+    public func newGid() async throws -> String {
+        try await call { try await dtm.newGid(request: ClientRequest(message: .init())).gid }
+    }
+
+    func call<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RPCError {
+            switch error.code {
+            case .aborted: throw DtmError.failure(error.message)
+            case .failedPrecondition: throw DtmError.ongoing(error.message)
+            default: throw error
+            }
+        }
+    }
+
+    func send(_ operation: String, _ request: Dtmgimp_DtmRequest) async throws {
+        try await call {
+            let message = ClientRequest(message: request)
+            switch operation {
+            case "prepare": _ = try await dtm.prepare(request: message)
+            case "abort": _ = try await dtm.abort(request: message)
+            default: _ = try await dtm.submit(request: message)
+            }
+        }
+    }
+
+    func registerBranch(_ request: Dtmgimp_DtmBranchRequest) async throws {
+        try await call { _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
+    }
+
+    /// Calls a branch method (`<server>/pkg.Svc/Method`, the server as in any branch URL) with
+    /// dtm's metadata, as a TCC Try or an XA prepare is called by the application.
+    func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws {
+        let parsed = try GrpcBranchURL(parsing: url)
+        let address = try await resolver.address(for: parsed.target)
+        var metadata = Metadata()
+        metadata.addString(gid, forKey: "dtm-gid")
+        metadata.addString(transType, forKey: "dtm-trans_type")
+        metadata.addString(branchID, forKey: "dtm-branch_id")
+        metadata.addString(op, forKey: "dtm-op")
+        try await withGRPCClient(
+            transport: try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+        ) { client in
+            try await call {
+                try await client.unary(
+                    request: ClientRequest(message: payload, metadata: metadata),
+                    descriptor: MethodDescriptor(fullyQualifiedService: parsed.service, method: parsed.method),
+                    serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: .defaults
+                ) { _ = try $0.message }
+            }
+        }
+    }
+}
+
+/// Connects to dtm at `target` (`host:port` or `etcd://…/dtmservice`), runs `body`, and closes.
+public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async throws -> T) async throws -> T {
+    let resolver = DiscoveryResolver()
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await resolver.run() }
+        defer { group.cancelAll() }
+        let address = try await resolver.address(for: target)
+        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { grpc in
+            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), grpc: grpc, resolver: resolver))
+        }
+    }
+}
+
+/// Serializes a branch payload: protobuf messages as their bytes, raw bytes as they are.
+public protocol BranchPayload: Sendable {
+    func payloadBytes() throws -> [UInt8]
+}
+
+extension Data: BranchPayload {
+    public func payloadBytes() throws -> [UInt8] { [UInt8](self) }
+}
+
+extension Array: BranchPayload where Element == UInt8 {
+    public func payloadBytes() throws -> [UInt8] { self }
+}
+
+/// Wraps a protobuf message as a branch payload.
+public struct ProtobufPayload<M: SwiftProtobuf.Message & Sendable>: BranchPayload {
+    public let message: M
+    public init(_ message: M) { self.message = message }
+    public func payloadBytes() throws -> [UInt8] { try message.serializedBytes() }
+}

@@ -1,0 +1,177 @@
+import Coordinator
+import DtmProtocol
+import Foundation
+import GRPCCore
+
+/// A two-phase message (dtm's MSG): add the branches, then `submit` — or `prepare` with a
+/// QueryPrepared URL first, run the local transaction, then `submit` (`doAndSubmit` does all).
+public struct Msg: Sendable {
+    public let gid: String
+    public var options = TransactionOptions()
+    /// Seconds to wait after submit before calling the branches.
+    public var delay: Int64 = 0
+    private var steps: [[String: String]] = []
+    private var payloads: [Data] = []
+
+    public init(gid: String) { self.gid = gid }
+
+    /// Adds a branch: `action` is `<server>/pkg.Svc/Method`, called with `payload`.
+    public mutating func add(_ action: String, _ payload: some BranchPayload) throws {
+        steps.append(["action": action])
+        payloads.append(Data(try payload.payloadBytes()))
+    }
+
+    /// Registers the message as prepared; dtm asks `queryPrepared` if it is not submitted in time.
+    public func prepare(_ client: DtmClient, queryPrepared: String) async throws {
+        try await client.send("prepare", request(queryPrepared: queryPrepared))
+    }
+
+    /// Submits the message: dtm calls every branch until each succeeds.
+    public func submit(_ client: DtmClient) async throws {
+        try await client.send("submit", request(queryPrepared: ""))
+    }
+
+    /// Prepares, runs `body` (the local transaction), then submits; if `body` throws
+    /// `DtmError.failure`, aborts the message instead.
+    public func doAndSubmit(_ client: DtmClient, queryPrepared: String, _ body: () async throws -> Void) async throws {
+        try await prepare(client, queryPrepared: queryPrepared)
+        do {
+            try await body()
+        } catch let error as DtmError {
+            if case .failure = error { try await client.send("abort", request(queryPrepared: queryPrepared)) }
+            throw error
+        }
+        try await submit(client)
+    }
+
+    private func request(queryPrepared: String) throws -> Dtmgimp_DtmRequest {
+        try transactionRequest(gid: gid, transType: "msg", steps: steps, payloads: payloads, options: options,
+                               custom: delay > 0 ? ["delay": delay] : nil, queryPrepared: queryPrepared)
+    }
+}
+
+/// A SAGA: actions in order (or concurrently by branch orders), compensations on failure.
+public struct Saga: Sendable {
+    public let gid: String
+    public var options = TransactionOptions()
+    /// Run steps concurrently, ordered by `addBranchOrder`.
+    public var concurrent = false
+    private var steps: [[String: String]] = []
+    private var payloads: [Data] = []
+    private var orders: [String: [Int]] = [:]
+
+    public init(gid: String) { self.gid = gid }
+
+    /// Adds a step: `action` and its `compensate`, both `<server>/pkg.Svc/Method`.
+    public mutating func add(action: String, compensate: String, _ payload: some BranchPayload) throws {
+        steps.append(["action": action, "compensate": compensate])
+        payloads.append(Data(try payload.payloadBytes()))
+    }
+
+    /// Step `step` (0-based) starts after the steps `after` succeeded (concurrent sagas).
+    public mutating func addBranchOrder(_ step: Int, after: [Int]) {
+        orders[String(step)] = after
+    }
+
+    public func submit(_ client: DtmClient) async throws {
+        let custom: [String: Any]? = concurrent ? ["concurrent": true, "orders": orders] : nil
+        try await client.send("submit", try transactionRequest(gid: gid, transType: "saga", steps: steps, payloads: payloads, options: options, custom: custom))
+    }
+}
+
+/// A TCC global transaction in progress: `callBranch` registers a branch's confirm and cancel,
+/// then calls its Try.
+public final class Tcc: Sendable {
+    public let gid: String
+    let client: DtmClient
+    private let branchCounter = Counter()
+
+    init(gid: String, client: DtmClient) {
+        self.gid = gid
+        self.client = client
+    }
+
+    /// Registers (confirm, cancel) for a new branch, then calls `tryURL` with `payload`.
+    public func callBranch(_ payload: some BranchPayload, try tryURL: String, confirm: String, cancel: String) async throws {
+        let branchID = String(format: "%02d", branchCounter.next())
+        let bytes = try payload.payloadBytes()
+        try await client.registerBranch(.with {
+            $0.gid = gid
+            $0.transType = "tcc"
+            $0.branchID = branchID
+            $0.op = "try"
+            $0.data = ["confirm": confirm, "cancel": cancel]
+            $0.busiPayload = Data(bytes)
+        })
+        try await client.callBranch(url: tryURL, payload: bytes, gid: gid, transType: "tcc", branchID: branchID, op: "try")
+    }
+}
+
+/// Runs a TCC transaction: prepares `gid`, runs `body` (which calls the branches' Try), submits;
+/// if `body` throws, aborts so dtm cancels every registered branch, and rethrows.
+public func tccGlobalTransaction(_ client: DtmClient, gid: String, options: TransactionOptions = TransactionOptions(), _ body: (Tcc) async throws -> Void) async throws {
+    let request = try transactionRequest(gid: gid, transType: "tcc", steps: [], payloads: [], options: options)
+    try await client.send("prepare", request)
+    do {
+        try await body(Tcc(gid: gid, client: client))
+    } catch {
+        try await client.send("abort", request)
+        throw error
+    }
+    try await client.send("submit", request)
+}
+
+/// Registers an XA branch: dtm calls `url` with op commit after submit, rollback after abort.
+public func registerXaBranch(_ client: DtmClient, gid: String, branchID: String, url: String, _ payload: some BranchPayload) async throws {
+    try await client.registerBranch(.with {
+        $0.gid = gid
+        $0.transType = "xa"
+        $0.branchID = branchID
+        $0.op = "action"
+        $0.data = ["url": url]
+        $0.busiPayload = Data(try payload.payloadBytes())
+    })
+}
+
+/// Prepares, submits or aborts an XA global transaction `gid`.
+public func xaGlobalTransaction(_ client: DtmClient, gid: String, options: TransactionOptions = TransactionOptions(), _ body: () async throws -> Void) async throws {
+    let request = try transactionRequest(gid: gid, transType: "xa", steps: [], payloads: [], options: options)
+    try await client.send("prepare", request)
+    do {
+        try await body()
+    } catch {
+        try await client.send("abort", request)
+        throw error
+    }
+    try await client.send("submit", request)
+}
+
+func transactionRequest(
+    gid: String, transType: String, steps: [[String: String]], payloads: [Data], options: TransactionOptions,
+    custom: [String: Any]? = nil, queryPrepared: String = ""
+) throws -> Dtmgimp_DtmRequest {
+    let stepsJSON = steps.isEmpty ? "" : String(decoding: try JSONSerialization.data(withJSONObject: steps, options: [.withoutEscapingSlashes]), as: UTF8.self)
+    let customJSON = try custom.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) } ?? ""
+    return .with {
+        $0.gid = gid
+        $0.transType = transType
+        $0.steps = stepsJSON
+        $0.binPayloads = payloads
+        $0.customedData = customJSON
+        $0.queryPrepared = queryPrepared
+        $0.transOptions = options.message
+    }
+}
+
+/// Branch ids 01, 02, … of one TCC transaction.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func next() -> Int {
+        lock.withLock {
+            value += 1
+            return value
+        }
+    }
+}
