@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import DTMClient
 import Discovery
 import EventLog
 import Foundation
@@ -95,7 +96,7 @@ struct Dtmd: AsyncParsableCommand {
                     .init(service: grpcInvoker),
                     .init(service: httpInvoker),
                     .init(service: scheduler),
-                    .init(service: GrpcServerService(server: grpcServer)),
+                    .init(service: GRPCServerService(server: grpcServer)),
                     .init(service: http),
                 ] + registration,
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -104,19 +105,5 @@ struct Dtmd: AsyncParsableCommand {
         try await group.run()
         try await log.close()
         logger.info("dtmd stopped; event log flushed")
-    }
-}
-
-/// Runs a gRPC server as a service: graceful shutdown stops accepting calls and drains the
-/// in-flight ones.
-struct GrpcServerService: Service {
-    let server: GRPCServer<HTTP2ServerTransport.Posix>
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.serve()
-        } onGracefulShutdown: {
-            server.beginGracefulShutdown()
-        }
     }
 }

@@ -133,8 +133,8 @@ class BranchServer:
         return b""
 
 
-@pytest.fixture(scope="session")
-def busi():
+def start_branch_server(workers=32):
+    """A BranchServer listening on 127.0.0.1; returns it and the grpc server to stop."""
     state = BranchServer()
 
     class AnyMethod(grpc.GenericRpcHandler):
@@ -142,10 +142,16 @@ def busi():
             method = details.method
             return grpc.unary_unary_rpc_method_handler(lambda req, ctx: state.handle(method, req, ctx))
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     server.add_generic_rpc_handlers((AnyMethod(),))
     state.port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    return state, server
+
+
+@pytest.fixture(scope="session")
+def busi():
+    state, server = start_branch_server()
     yield state
     server.stop(0)
 

@@ -8,12 +8,11 @@ import subprocess
 import threading
 import time
 import urllib.request
-from concurrent import futures
 
 import grpc
 import pytest
 
-from conftest import BranchServer, Dtmd, free_port, wait_for
+from conftest import Dtmd, free_port, start_branch_server, wait_for
 from test_grpc_interop import new_gid, request
 
 ETCD = shutil.which("etcd")
@@ -125,21 +124,6 @@ def test_dtmd_registers_again_after_etcd_loses_its_lease(tmp_path, etcd):
         assert second.keys() != first.keys(), "a new lease"
     finally:
         server.stop()
-
-
-def start_branch_server():
-    state = BranchServer()
-
-    class AnyMethod(grpc.GenericRpcHandler):
-        def service(self, details):
-            method = details.method
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: state.handle(method, req, ctx))
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((AnyMethod(),))
-    state.port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return state, server
 
 
 def test_branches_are_called_through_etcd_and_spread_over_instances(tmp_path, etcd, pb):

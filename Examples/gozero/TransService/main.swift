@@ -29,19 +29,6 @@ struct TransService: Trans_TransSvc.ServiceProtocol {
     }
 }
 
-/// Runs a gRPC server as a service.
-struct ServerService: Service {
-    let server: GRPCServer<HTTP2ServerTransport.Posix>
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.serve()
-        } onGracefulShutdown: {
-            server.beginGracefulShutdown()
-        }
-    }
-}
-
 func option(_ name: String, default value: String) -> String {
     guard let index = CommandLine.arguments.firstIndex(of: name), index + 1 < CommandLine.arguments.count else { return value }
     return CommandLine.arguments[index + 1]
@@ -58,7 +45,7 @@ let server = GRPCServer(
     transport: HTTP2ServerTransport.Posix(address: .ipv4(host: address.host, port: address.port), transportSecurity: .plaintext),
     services: [TransService()])
 let group = ServiceGroup(configuration: .init(
-    services: [.init(service: ServerService(server: server)), .init(service: try GoZeroRegistration(target: etcd, endpoint: listen))],
+    services: [.init(service: GRPCServerService(server: server)), .init(service: try GoZeroRegistration(target: etcd, endpoint: listen))],
     gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "trans-service")))
 Logger(label: "trans").info("trans service on \(listen), registered at \(etcd)")
 try await group.run()
