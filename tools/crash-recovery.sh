@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --test
-swift build --product dtmd --product dtmctl
+for product in dtmd dtmctl; do swift build -c release --product "$product"; done
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
-CRASH_ROUNDS=${1:-100} .venv/bin/python -m pytest -q Tests/interop/test_dtmctl.py -k crash_recovery
+CRASH_ROUNDS=${1:-100} DTMD_BIN="$PWD/.build/release/dtmd" DTMCTL_BIN="$PWD/.build/release/dtmctl" .venv/bin/python -m pytest -q Tests/interop/test_dtmctl.py -k crash_recovery

@@ -160,3 +160,35 @@ def test_branches_are_called_through_etcd_and_spread_over_instances(tmp_path, et
         server.stop()
         first_server.stop(0)
         second_server.stop(0)
+
+
+def test_endpoint_failover_and_credentials(tmp_path, pb):
+    """A dead endpoint first in the list is skipped; with etcd auth on, ?user=&password= log in."""
+    secured = Etcd(tmp_path).start(fresh=True)
+    try:
+        secured.call("auth/user/add", {"name": "root", "password": "rootpw"})
+        secured.call("auth/user/grant", {"user": "root", "role": "root"})
+        secured.call("auth/enable", {})
+        dead = free_port()
+        server = Dtmd(tmp_path)
+        config = json.loads(server.config.read_text())
+        config["MicroService"] = {
+            "Driver": "dtm-driver-gozero",
+            "Target": f"etcd://127.0.0.1:{dead},127.0.0.1:{secured.port}/secured?user=root&password=rootpw",
+            "EndPoint": f"127.0.0.1:{server.grpc_port}"}
+        server.config.write_text(json.dumps(config))
+        server.start()
+        try:
+            def registered():
+                token = secured.call("auth/authenticate", {"name": "root", "password": "rootpw"})["token"]
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{secured.port}/v3/kv/range",
+                    data=json.dumps({"key": b64("secured/"), "range_end": b64("secured0")}).encode(),
+                    headers={"Authorization": token}, method="POST")
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return [unb64(kv["value"]) for kv in json.load(r).get("kvs", [])]
+            assert wait_for(registered, what="registration through the second endpoint with credentials") == [f"127.0.0.1:{server.grpc_port}"]
+        finally:
+            server.stop()
+    finally:
+        secured.stop()
