@@ -158,8 +158,12 @@ def test_crash_recovery_under_load(tmp_path, pb, busi):
         assert len(acknowledged) > 20
         for gid in acknowledged:
             wait_for(lambda: server.status(gid) in ("succeed", "failed"), timeout=60, what=f"{gid} to finish")
+        calls_by_gid = {}
+        with busi.lock:
+            for call in busi.calls:
+                calls_by_gid.setdefault(call.metadata.get("dtm-gid"), []).append(call)
         for gid, kind in acknowledged.items():
-            ops = [(c.branch, c.op) for c in busi.calls_for(gid)]
+            ops = [(c.branch, c.op) for c in calls_by_gid.get(gid, [])]
             status = server.status(gid)
             if kind == "msg":
                 assert status == "succeed" and all(op == "action" for _, op in ops)
