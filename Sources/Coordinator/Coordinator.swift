@@ -58,7 +58,9 @@ public final class Coordinator: Sendable {
     /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
     public func submit(_ request: TransactionRequest) async throws {
         let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock())
-        let finished: TransactionState? = try await locks.withLock(request.gid) {
+        // What happens after the lock: nothing, a round in the background, or a WaitResult answer.
+        enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
+        let next: Next = try await locks.withLock(request.gid) {
             let submitted: TransactionState
             if let existing = try self.view.transaction(request.gid) {
                 switch existing.status {
@@ -70,7 +72,7 @@ public final class Coordinator: Sendable {
                     try await self.record(events, gid: request.gid)
                     submitted = self.applyLocally(events, to: existing)
                 case .submitted:
-                    return nil
+                    return .nothing
                 default:
                     throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot submit")
                 }
@@ -79,18 +81,17 @@ public final class Coordinator: Sendable {
                 submitted = self.applyLocally([.created(created)], gid: request.gid)
             }
             self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
-            guard submitted.nextDueUs <= self.clock(), request.waitResult || submitted.options.waitResult else {
-                return nil
-            }
+            guard submitted.nextDueUs <= self.clock() else { return .nothing }  // the scheduler starts it
+            guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
             // WaitResult: the first round runs under the same lock, from the state just recorded.
-            return try await self.round(request.gid, from: submitted) ?? submitted
+            return .answer(try await self.round(request.gid, from: submitted) ?? submitted)
         }
-        if let finished {
-            guard finished.status == .succeed else { throw CoordinatorError.failure(Self.waitResultMessage(finished)) }
+        switch next {
+        case .nothing:
             return
-        }
-        if let state = try view.transaction(request.gid), !state.options.waitResult, state.status == .submitted,
-           state.nextDueUs <= clock() {
+        case let .answer(finished):
+            guard finished.status == .succeed else { throw CoordinatorError.failure(Self.waitResultMessage(finished)) }
+        case .driveInBackground:
             Task {
                 do {
                     try await self.drive(request.gid)
