@@ -20,6 +20,8 @@ public final class Coordinator: Sendable {
     let defaults: TransactionDefaults
     let logger: Logger
     let locks = GidLocks()
+    /// Transactions the scheduler should start a round of at once.
+    let roundsDueNow = RoundsDueNow()
     let clock: @Sendable () -> Int64
 
     public init(
@@ -58,7 +60,7 @@ public final class Coordinator: Sendable {
     /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
     public func submit(_ request: TransactionRequest) async throws {
         let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock())
-        // What happens after the lock: nothing, a round in the background, or a WaitResult answer.
+        // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
         let next: Next = try await locks.withLock(request.gid) {
             let submitted: TransactionState
@@ -92,13 +94,7 @@ public final class Coordinator: Sendable {
         case let .answer(finished):
             guard finished.status == .succeed else { throw CoordinatorError.failure(Self.waitResultMessage(finished)) }
         case .driveInBackground:
-            Task {
-                do {
-                    try await self.drive(request.gid)
-                } catch {
-                    self.logger.error("round failed: \(error)", metadata: ["gid": "\(request.gid)"])
-                }
-            }
+            roundsDueNow.add(request.gid)
         }
     }
 
@@ -288,7 +284,7 @@ public final class Coordinator: Sendable {
             calls.append((ref, attempt, BranchCall(
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
-                timeout: .seconds(max(state.options.requestTimeout, 1)))))
+                timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound))))
         }
         try flush()
         let invoker = self.invoker

@@ -64,7 +64,7 @@ func timeoutReason(_ state: TransactionState, now: Int64) -> String? {
 func timeoutDue(_ state: TransactionState) -> Int64 {
     let seconds = state.options.timeoutToFail
     guard seconds > 0 else { return 0 }
-    return state.createTimeUs + seconds * 1_000_000
+    return Microseconds.after(seconds: seconds, from: state.createTimeUs)
 }
 
 extension TransactionState {

@@ -11,27 +11,6 @@ public enum DtmMetrics {
         Metrics.Timer(label: "dtm_server_response_duration", dimensions: [("type", type), ("api", api)]).record(duration: duration)
     }
 
-    /// Runs a gateway call and records it; the status is SUCCESS, FAILURE, ONGOING or ERROR.
-    public static func measure<T>(type: String, api: String, _ body: () async throws -> T) async throws -> T {
-        let start = ContinuousClock.now
-        do {
-            let result = try await body()
-            recordCall(type: type, api: api, status: "SUCCESS", duration: ContinuousClock.now - start)
-            return result
-        } catch let error as CoordinatorError {
-            let status = switch error {
-            case .failure: "FAILURE"
-            case .ongoing: "ONGOING"
-            case .invalidArgument, .unimplemented: "ERROR"
-            }
-            recordCall(type: type, api: api, status: status, duration: ContinuousClock.now - start)
-            throw error
-        } catch {
-            recordCall(type: type, api: api, status: "ERROR", duration: ContinuousClock.now - start)
-            throw error
-        }
-    }
-
     /// A transaction reached `status`: `dtm_transaction_process_total{model,status}`.
     static func transactionFinished(model: String, status: TransactionStatus) {
         Counter(label: "dtm_transaction_process_total", dimensions: [("model", model), ("status", status.dtmName)]).increment()

@@ -1,23 +1,25 @@
+import EventLog
 import Synchronization
 
 /// One holder at a time per gid: a transaction is driven by one task, and client requests for it
 /// (submit, abort, register) never interleave with a round of its processing. A free lock is
-/// taken without suspending; waiters queue in order.
+/// taken without suspending; waiters queue in order. Gids are told apart by their exact bytes.
 final class GidLocks: Sendable {
     /// Held gids, each with the tasks waiting for it.
-    private let held = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+    private let held = Mutex<[ExactString: [CheckedContinuation<Void, Never>]]>([:])
 
     /// Runs `body` while holding the lock of `gid`.
     func withLock<T>(_ gid: String, _ body: () async throws -> T) async rethrows -> T {
+        let gid = gid.exact
         await acquire(gid)
         defer { release(gid) }
         return try await body()
     }
 
     /// Whether some task holds the lock of `gid` now.
-    func isHeld(_ gid: String) -> Bool { held.withLock { $0[gid] != nil } }
+    func isHeld(_ gid: String) -> Bool { held.withLock { $0[gid.exact] != nil } }
 
-    private func acquire(_ gid: String) async {
+    private func acquire(_ gid: ExactString) async {
         let taken = held.withLock { held in
             guard held[gid] == nil else { return false }
             held[gid] = []
@@ -37,7 +39,7 @@ final class GidLocks: Sendable {
         }
     }
 
-    private func release(_ gid: String) {
+    private func release(_ gid: ExactString) {
         let next = held.withLock { held -> CheckedContinuation<Void, Never>? in
             guard var waiting = held[gid], !waiting.isEmpty else {
                 held[gid] = nil

@@ -8,29 +8,62 @@ import Synchronization
 
 /// Calls gRPC branches without knowing their types: the stored payload bytes go out unchanged as
 /// the request message of `/pkg.Svc/Method`, with dtm's `dtm-*` metadata; the response body is
-/// ignored. One HTTP/2 connection (one `GRPCClient`) is kept per target and reused by every call.
+/// ignored. One HTTP/2 connection (one `GRPCClient`) is kept per address and reused by every call.
+///
+/// A connection that fails is never used again: a call that fails in the transport itself (the
+/// stream or connection closed under it, a channel backing off after a failure — not an
+/// UNAVAILABLE the branch answered) drops that client and is made again at once on a fresh
+/// connection, up to `transportAttempts` times. Branch calls are idempotent by dtm's contract,
+/// so a repeat is safe. Clients unused for `idleLimit` (addresses that left service discovery)
+/// are closed.
 ///
 /// Run it as a service: `run()` keeps the connections of every client it has created and closes
 /// them on graceful shutdown.
 public final class GrpcBranchInvoker: BranchInvoker, Service {
-    private let clients = Mutex<[String: GRPCClient<HTTP2ClientTransport.Posix>]>([:])
+    /// A cached client and when a call last used it.
+    private struct Entry {
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        let id: Int
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    private struct Clients {
+        var byAddress: [String: Entry] = [:]
+        var nextID = 0
+    }
+
+    private let clients = Mutex(Clients())
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let startedContinuation: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
     private let logger: Logger
     private let resolver: any TargetResolver
+    private let transportAttempts: Int
+    private let idleLimit: Duration
 
-    public init(resolver: any TargetResolver = DirectTargetResolver(), logger: Logger = Logger(label: "swiftdtm.branch.grpc")) {
+    public init(
+        resolver: any TargetResolver = DirectTargetResolver(), transportAttempts: Int = 3, idleLimit: Duration = .seconds(300),
+        logger: Logger = Logger(label: "swiftdtm.branch.grpc")
+    ) {
         (started, startedContinuation) = AsyncStream.makeStream()
         self.resolver = resolver
+        self.transportAttempts = max(transportAttempts, 1)
+        self.idleLimit = idleLimit
         self.logger = logger
     }
 
     public func run() async throws {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { connections in
+                connections.addTask {
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                        try? await Task.sleep(for: min(self.idleLimit, .seconds(30)))
+                        self.closeIdleClients()
+                    }
+                }
                 for await client in self.started {
                     connections.addTask { try? await client.runConnections() }
                 }
+                connections.cancelAll()
             }
         } onGracefulShutdown: {
             self.shutdown()
@@ -40,17 +73,13 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// Closes every connection and refuses new calls.
     public func shutdown() {
         startedContinuation.finish()
-        for client in clients.withLock({ Array($0.values) }) { client.beginGracefulShutdown() }
+        for entry in clients.withLock({ Array($0.byAddress.values) }) { entry.client.beginGracefulShutdown() }
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
         let url: GrpcBranchURL
-        let address: HostPort
-        let client: GRPCClient<HTTP2ClientTransport.Posix>
         do {
             url = try GrpcBranchURL(parsing: call.url)
-            address = try await resolver.address(for: url.target)
-            client = try self.client(for: address)
         } catch {
             return BranchResult(.error, "\(error)")
         }
@@ -65,40 +94,120 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         }
         var options = CallOptions.defaults
         options.timeout = call.timeout
-        do {
+        let descriptor = MethodDescriptor(fullyQualifiedService: url.service, method: url.method)
+        let request = ClientRequest(message: [UInt8](call.payload), metadata: metadata)
+        let callOptions = options
+        @Sendable func send(on client: GRPCClient<HTTP2ClientTransport.Posix>) async throws {
             try await client.unary(
-                request: ClientRequest(message: [UInt8](call.payload), metadata: metadata),
-                descriptor: MethodDescriptor(fullyQualifiedService: url.service, method: url.method),
-                serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: options
+                request: request, descriptor: descriptor, serializer: RawBytesCoding(), deserializer: RawBytesCoding(),
+                options: callOptions
             ) { response in _ = try response.message }
-            return BranchResult(.success)
-        } catch let error as RPCError {
-            switch error.code {
-            case .aborted: return BranchResult(.failure, error.message)
-            case .failedPrecondition: return BranchResult(.ongoing, error.message)
-            case .unavailable:
-                await resolver.reportFailure(address, of: url.target)
-                return BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
-            default: return BranchResult(.error, "\(error.code): \(error.message)")
+        }
+        // NIOHPACK (swift-nio-http2 1.46) finds header values in a connection's dynamic table with
+        // String ==, so a value canonically equivalent to one sent before on that connection goes
+        // out as the earlier value's bytes. Two different ASCII strings are never equivalent: a
+        // call whose metadata is all ASCII shares the pooled connection; any other gets its own.
+        let sharesConnection = metadata.allSatisfy { entry in
+            guard case let .string(value) = entry.value else { return true }
+            return value.utf8.allSatisfy { $0 < 0x80 }
+        }
+        var lastFailure = BranchResult(.error, "no attempt made")
+        for attempt in 1...transportAttempts {
+            let address: HostPort
+            do {
+                address = try await resolver.address(for: url.target)
+            } catch {
+                return BranchResult(.error, "\(error)")
             }
-        } catch {
-            return BranchResult(.error, "\(error)")
+            var entry: Entry?
+            do {
+                if sharesConnection {
+                    let pooled = try client(for: address)
+                    entry = pooled
+                    try await send(on: pooled.client)
+                } else {
+                    let transport = try HTTP2ClientTransport.Posix(
+                        target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+                    try await withGRPCClient(transport: transport) { try await send(on: $0) }
+                }
+                return BranchResult(.success)
+            } catch let error as RPCError {
+                switch error.code {
+                case .aborted: return BranchResult(.failure, error.message)
+                case .failedPrecondition: return BranchResult(.ongoing, error.message)
+                case .unavailable:
+                    await resolver.reportFailure(address, of: url.target)
+                    lastFailure = BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
+                    guard Self.isTransportFailure(error) else { return lastFailure }
+                    if let entry { drop(entry, of: address) }
+                    logger.debug("transport failure, trying a fresh connection", metadata: [
+                        "address": "\(address)", "attempt": "\(attempt)", "error": "\(error.message)"])
+                default: return BranchResult(.error, "\(error.code): \(error.message)")
+                }
+            } catch {
+                return BranchResult(.error, "\(error)")
+            }
+        }
+        return lastFailure
+    }
+
+    /// Whether `error` is the transport's own (grpc-swift-nio-transport's messages for a stream
+    /// or connection that closed or never became ready) rather than a status the branch sent.
+    static func isTransportFailure(_ error: RPCError) -> Bool {
+        error.code == .unavailable && transportFailureMessages.contains { error.message.hasPrefix($0) }
+    }
+
+    /// The UNAVAILABLE messages grpc-swift-nio-transport 2.x makes up itself.
+    static let transportFailureMessages = [
+        "Stream unexpectedly closed", "subchannel isn't ready", "subchannel is unavailable",
+        "Channel isn't ready", "Channel is in a transient failure state", "The TCP connection was dropped unexpectedly",
+        "connection closed", "Could not establish a connection", "channel is closed", "The channel was closed",
+        "Subchannel shutdown", "RPC stream was closed before",
+    ]
+
+    private func client(for address: HostPort) throws -> Entry {
+        try clients.withLock { clients in
+            let key = address.description
+            if var existing = clients.byAddress[key] {
+                existing.lastUsed = .now
+                clients.byAddress[key] = existing
+                return existing
+            }
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+            clients.nextID += 1
+            let entry = Entry(client: GRPCClient(transport: transport), id: clients.nextID, lastUsed: .now)
+            clients.byAddress[key] = entry
+            startedContinuation.yield(entry.client)
+            logger.debug("opened gRPC channel to \(key)")
+            return entry
         }
     }
 
-    private func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
-        try clients.withLock { clients in
-            let key = address.description
-            if let existing = clients[key] { return existing }
-            let transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-            let client = GRPCClient(transport: transport)
-            clients[key] = client
-            startedContinuation.yield(client)
-            logger.debug("opened gRPC channel to \(key)")
-            return client
+    /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.
+    private func drop(_ entry: Entry, of address: HostPort) {
+        let dropped = clients.withLock { clients -> Bool in
+            guard clients.byAddress[address.description]?.id == entry.id else { return false }
+            clients.byAddress[address.description] = nil
+            return true
         }
+        if dropped { entry.client.beginGracefulShutdown() }
     }
+
+    /// Closes the clients no call has used for `idleLimit`.
+    private func closeIdleClients() {
+        let now = ContinuousClock.now
+        let idle = clients.withLock { clients -> [Entry] in
+            let idle = clients.byAddress.filter { now - $0.value.lastUsed > idleLimit }
+            for key in idle.keys { clients.byAddress[key] = nil }
+            return Array(idle.values)
+        }
+        for entry in idle { entry.client.beginGracefulShutdown() }
+        if !idle.isEmpty { logger.debug("closed \(idle.count) idle gRPC channel(s)") }
+    }
+
+    /// How many addresses have a cached client (for tests).
+    var cachedClientCount: Int { clients.withLock { $0.byAddress.count } }
 }
 
 /// Passes message bytes through unchanged, both ways.

@@ -53,6 +53,49 @@ public struct TransactionDefaults: Sendable {
 /// The longest gid accepted (dtm stores gids in a 128-character column).
 public let maximumGidLength = 128
 
+/// The range each number a client can send must fall in. The upper bounds keep every time
+/// computed from them (µs since 1970) far inside Int64, so nothing a client sends can make the
+/// coordinator's arithmetic overflow; requests outside them are refused naming the field.
+public enum RequestBounds {
+    /// A day, in seconds.
+    public static let day: Int64 = 86_400
+    /// TimeoutToFail, seconds (0: the server default): at most ten years.
+    public static let timeoutToFail: ClosedRange<Int64> = 0...(3650 * day)
+    /// RetryInterval, seconds (0: the server default): at most thirty days.
+    public static let retryInterval: ClosedRange<Int64> = 0...(30 * day)
+    /// RequestTimeout, seconds (0: the server default): at most a day.
+    public static let requestTimeout: ClosedRange<Int64> = 0...day
+    /// RetryLimit, attempts (0: no limit).
+    public static let retryLimit: ClosedRange<Int64> = 0...Int64(Int32.max)
+    /// A msg's CustomedData `delay`, seconds: at most ten years.
+    public static let delay: ClosedRange<Int64> = 0...(3650 * day)
+    /// Create times in listing filters, milliseconds since 1970: through the year 9999.
+    public static let createTimeMilliseconds: ClosedRange<Int64> = 0...253_402_300_799_999
+
+    /// The integer a JSON number holds; nil for fractions and numbers outside Int64.
+    public static func wholeNumber(_ number: NSNumber) -> Int64? {
+        switch UInt8(bitPattern: number.objCType.pointee) {
+        case UInt8(ascii: "f"), UInt8(ascii: "d"):
+            // Range-checked as a double first: converting an out-of-range double would trap.
+            let value = number.doubleValue
+            guard value == value.rounded(), value >= -0x1p63, value < 0x1p63 else { return nil }
+            return Int64(value)
+        case UInt8(ascii: "Q"), UInt8(ascii: "L"):
+            return Int64(exactly: number.uint64Value)
+        default:
+            return number.int64Value
+        }
+    }
+
+    /// `value` if it lies in `range`, else InvalidArgument naming `field`, the range and the value.
+    public static func check(_ value: Int64, in range: ClosedRange<Int64>, field: String, unit: String = "seconds") throws -> Int64 {
+        guard range.contains(value) else {
+            throw CoordinatorError.invalidArgument("\(field) must be between \(range.lowerBound) and \(range.upperBound) \(unit), got \(value)")
+        }
+        return value
+    }
+}
+
 enum RequestValidation {
     static func gid(_ gid: String) throws {
         guard !gid.isEmpty else { throw CoordinatorError.invalidArgument("Gid must not be empty") }
@@ -89,9 +132,6 @@ enum RequestValidation {
         }
     }
 
-    static func nonNegative(_ value: Int64, _ field: String) throws {
-        guard value >= 0 else { throw CoordinatorError.invalidArgument("\(field) must not be negative, got \(value)") }
-    }
 }
 
 /// Turns a validated request into the `created` event: branches generated per mode, options
@@ -102,10 +142,10 @@ enum TransactionCreation {
     ) throws -> TransactionCreated {
         try RequestValidation.gid(request.gid)
         let mode = try RequestValidation.mode(request.transType)
-        for (field, value) in [("TimeoutToFail", request.timeoutToFail), ("RetryInterval", request.retryInterval),
-                               ("RequestTimeout", request.requestTimeout), ("RetryLimit", request.retryLimit)] {
-            try RequestValidation.nonNegative(value, field)
-        }
+        _ = try RequestBounds.check(request.timeoutToFail, in: RequestBounds.timeoutToFail, field: "TimeoutToFail")
+        _ = try RequestBounds.check(request.retryInterval, in: RequestBounds.retryInterval, field: "RetryInterval")
+        _ = try RequestBounds.check(request.requestTimeout, in: RequestBounds.requestTimeout, field: "RequestTimeout")
+        _ = try RequestBounds.check(request.retryLimit, in: RequestBounds.retryLimit, field: "RetryLimit", unit: "attempts")
         let steps = try parseSteps(request.steps)
         if steps.count != request.payloads.count {
             throw CoordinatorError.invalidArgument("Steps has \(steps.count) steps but BinPayloads has \(request.payloads.count) payloads")
@@ -134,10 +174,9 @@ enum TransactionCreation {
         }
         created.retryInterval = created.options.retryInterval
         created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, queryPrepared: request.queryPrepared)
-        let delayUs = custom.delaySeconds * 1_000_000
         switch status {
-        case .submitted: created.nextDueUs = now + delayUs
-        case .prepared: created.nextDueUs = created.options.timeoutToFail > 0 ? now + created.options.timeoutToFail * 1_000_000 : 0
+        case .submitted: created.nextDueUs = Microseconds.after(seconds: custom.delaySeconds, from: now)
+        case .prepared: created.nextDueUs = created.options.timeoutToFail > 0 ? Microseconds.after(seconds: created.options.timeoutToFail, from: now) : 0
         default: created.nextDueUs = 0
         }
         return created
@@ -220,10 +259,10 @@ enum TransactionCreation {
             custom.concurrent = flag
         }
         if let delay = object["delay"] {
-            guard let seconds = (delay as? NSNumber)?.int64Value, seconds >= 0 else {
-                throw CoordinatorError.invalidArgument("CustomedData.delay must be a non-negative number of seconds")
+            guard let number = delay as? NSNumber, let seconds = RequestBounds.wholeNumber(number) else {
+                throw CoordinatorError.invalidArgument("CustomedData.delay must be a whole number of seconds")
             }
-            custom.delaySeconds = seconds
+            custom.delaySeconds = try RequestBounds.check(seconds, in: RequestBounds.delay, field: "CustomedData.delay")
         }
         if let orders = object["orders"], !(orders is NSNull) {
             guard let map = orders as? [String: Any] else {
@@ -231,7 +270,7 @@ enum TransactionCreation {
             }
             for (key, value) in map {
                 guard let step = Int32(key), step >= 0, Int(step) < stepCount,
-                      let after = (value as? [Any])?.compactMap({ ($0 as? NSNumber)?.int32Value }),
+                      let after = (value as? [Any])?.compactMap({ ($0 as? NSNumber).flatMap(RequestBounds.wholeNumber).flatMap { Int32(exactly: $0) } }),
                       after.count == (value as? [Any])?.count,
                       after.allSatisfy({ $0 >= 0 && Int($0) < stepCount && $0 != step })
                 else {

@@ -27,9 +27,11 @@ public enum RetryPolicy {
         let current = state.retryInterval > 0 ? state.retryInterval : base
         let interval = outcomes.contains { $0.outcome == .success } ? base : current
         let backingOff = unresolved.contains { $0.outcome != .ongoing }
+        // Stored intervals may be anything an older build wrote: doubling saturates.
+        let doubled = interval > Int64.max / 2 ? Int64.max : interval * 2
         return NextRetryScheduled.with {
-            $0.dueUs = now + interval * 1_000_000
-            $0.retryInterval = backingOff ? min(interval * 2, max(base, maximumInterval)) : interval
+            $0.dueUs = Microseconds.after(seconds: interval, from: now)
+            $0.retryInterval = backingOff ? min(doubled, max(base, maximumInterval)) : interval
         }
     }
 }

@@ -25,7 +25,7 @@ public struct EventLogConfiguration: Sendable {
     /// How long the writer may wait for the appenders its last commit resumed before committing
     /// again (see `LogWriter`); 0 turns gathering off.
     public var groupCommitGatherWindow: Duration = .microseconds(200)
-    /// Open for writing even when another process holds the writer lock (`writer.lock`). Only
+    /// Open for writing even when another process holds the writer lock (a `flock` on `data.mdb`). Only
     /// for repairs: two processes appending would break the sequence and the chain.
     public var ignoreWriterLock = false
 
@@ -280,15 +280,18 @@ public final class EventLog: Sendable {
     }
 }
 
-/// An exclusive `flock` on `writer.lock` in the log's directory, held by the one process that
-/// appends (dtmd, or `dtmctl rebuild`). The kernel drops it when the process dies.
+/// An exclusive `flock` on the log's data file (`data.mdb`), held by the one process that
+/// appends (dtmd, or `dtmctl rebuild`). It lives on the file the log is in, so no file a user
+/// can delete stands between two writers; the kernel drops it when the process dies. (LMDB's
+/// own locks are `fcntl` locks on `lock.mdb`, which this neither touches nor disturbs.)
 final class WriterLock: Sendable {
     private let descriptor: Int32
 
     init(directory: String, ignoreHolder: Bool) throws {
-        descriptor = open(directory + "/writer.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let dataFile = directory + "/data.mdb"
+        descriptor = open(dataFile, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
-            throw EventLogError.invalidEvent("cannot open \(directory)/writer.lock: \(String(cString: strerror(errno)))")
+            throw EventLogError.invalidEvent("cannot open \(dataFile) to lock it: \(String(cString: strerror(errno)))")
         }
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0, !ignoreHolder {
             Foundation.close(descriptor)

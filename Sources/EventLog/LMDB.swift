@@ -15,6 +15,34 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
 
     /// True when the write transaction ran out of map space and can be retried after growing the map.
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+
+    /// True when the file system refused to store more: disk full (ENOSPC), quota (EDQUOT) or
+    /// file size limit (EFBIG).
+    public var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG }
+}
+
+/// A data file that cannot be an intact LMDB environment.
+public enum DataFileError: Error, Equatable, CustomStringConvertible {
+    /// The file is shorter than the pages its own header says are in use.
+    case truncated(path: String, bytes: Int, needed: Int)
+    /// The file exists but holds nothing.
+    case empty(path: String)
+
+    public var description: String {
+        switch self {
+        case let .truncated(path, bytes, needed):
+            return "\(path) is \(bytes) bytes, shorter than the \(needed) bytes of the log it holds: the file was truncated or is damaged"
+        case let .empty(path):
+            return "\(path) exists but is empty (0 bytes): that is damage, not a new log; restore it from a backup, or remove it to start a new log"
+        }
+    }
+}
+
+/// The size of the file at `path` in bytes; nil when there is none.
+func fileSize(_ path: String) -> Int? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return Int(info.st_size)
 }
 
 @inline(__always)
@@ -41,6 +69,9 @@ public struct LMDBOptions: Sendable {
     public var maxDatabases: UInt32 = 16
     /// How many concurrent readers (threads or processes) the lock table holds.
     public var maxReaders: UInt32 = 126
+    /// Open an existing `data.mdb` of 0 bytes as a new, empty environment. Off by default: an
+    /// existing but empty data file is damage (a failed copy, a truncation), not a new log.
+    public var acceptEmptyDataFile = false
 
     public init() {}
 }
@@ -63,10 +94,14 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public init(path: String, options: LMDBOptions = LMDBOptions()) throws {
         self.path = path
         self.options = options
+        let dataFile = path + "/data.mdb"
         if !options.readOnly {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } else if !FileManager.default.fileExists(atPath: path + "/data.mdb") {
-            throw LMDBError(code: ENOENT, operation: "open of \(path)/data.mdb (no event log there)")
+        } else if !FileManager.default.fileExists(atPath: dataFile) {
+            throw LMDBError(code: ENOENT, operation: "open of \(dataFile) (no event log there)")
+        }
+        if fileSize(dataFile) == 0, !(options.acceptEmptyDataFile && !options.readOnly) {
+            throw DataFileError.empty(path: dataFile)
         }
         var envPointer: OpaquePointer?
         try check(mdb_env_create(&envPointer), "env create")
@@ -81,8 +116,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
         if options.readOnly { flags |= UInt32(MDB_RDONLY) }
         if options.noSync { flags |= UInt32(MDB_NOSYNC) }
         try check(mdb_env_open(env, path, flags, 0o644), "open of \(path)")
+        try checkFileHoldsMap(dataFile)
     }
 
+    /// LMDB maps the data file and reads pages through the map: a page past the end of a
+    /// truncated file kills the process with SIGBUS. Refuse such a file before reading anything.
+    private func checkFileHoldsMap(_ dataFile: String) throws {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        try check(mdb_env_info(env, &info), "info of \(path)")
+        try check(mdb_env_stat(env, &stat), "stat of \(path)")
+        let pages = Int(clamping: info.me_last_pgno).addingReportingOverflow(1)
+        let needed = pages.partialValue.multipliedReportingOverflow(by: Int(stat.ms_psize))
+        guard let size = fileSize(dataFile) else { return }  // created by mdb_env_open only on first write
+        if pages.overflow || needed.overflow || size < needed.partialValue {
+            throw DataFileError.truncated(path: dataFile, bytes: size, needed: needed.overflow ? .max : needed.partialValue)
+        }
+    }
     deinit {
         mdb_env_close(env)
         pthread_rwlock_destroy(&mapLock)

@@ -33,7 +33,7 @@ final class LogWriter: @unchecked Sendable {
     private var lastTimestamp: UInt64
     private var notifier: AppendNotifier?
     /// First seq of recently written streams, to spare a lookup per event.
-    private var headCache: [String: UInt64] = [:]
+    private var headCache: [ExactString: UInt64] = [:]
     private static let headCacheLimit = 65536
 
     init(
@@ -180,7 +180,7 @@ final class LogWriter: @unchecked Sendable {
             let (seq, hash, newHeads) = try writeWithGrowth { txn in
                 var seq = lastSeq
                 var hash = lastHash
-                var newHeads = [String: UInt64]()
+                var newHeads = [ExactString: UInt64]()
                 var written = [LogRecord]()
                 if projector != nil { written.reserveCapacity(batches.reduce(0) { $0 + $1.count }) }
                 for events in batches {
@@ -221,16 +221,17 @@ final class LogWriter: @unchecked Sendable {
 
     /// The first seq of the stream, recording `seq` as its first when the stream is new.
     private func streamHead(
-        _ streamID: String, seq: UInt64, newHeads: inout [String: UInt64], in txn: borrowing LMDBWriteTransaction
+        _ streamID: String, seq: UInt64, newHeads: inout [ExactString: UInt64], in txn: borrowing LMDBWriteTransaction
     ) throws -> UInt64 {
-        if let head = newHeads[streamID] ?? headCache[streamID] { return head }
-        let key = Array(streamID.utf8)
+        let stream = streamID.exact
+        if let head = newHeads[stream] ?? headCache[stream] { return head }
+        let key = stream.bytes
         if let head = try txn.withValue(streamHeads, key: key, { $0.flatMap(sequence(fromKey:)) }) {
-            newHeads[streamID] = head
+            newHeads[stream] = head
             return head
         }
         try txn.put(streamHeads, key: key, value: sequenceKey(seq))
-        newHeads[streamID] = seq
+        newHeads[stream] = seq
         return seq
     }
 

@@ -60,7 +60,7 @@ public struct AdminService: Swiftdtm_V1_Admin.SimpleServiceProtocol {
     public func watchEvents(request: Swiftdtm_V1_WatchEventsRequest, response: RPCWriter<Swiftdtm_V1_LoggedEvent>, context: ServerContext) async throws {
         try await cancelWhenGracefulShutdown {
             for try await record in log.follow(after: max(request.fromSeq, 1) - 1) {
-                if !request.gid.isEmpty && record.streamID != request.gid { continue }
+                if !request.gid.isEmpty && !record.streamID.hasSameBytes(as: request.gid) { continue }
                 try await response.write(try Self.logged(record))
             }
         }

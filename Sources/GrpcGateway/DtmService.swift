@@ -1,18 +1,22 @@
 import Coordinator
 import DtmProtocol
 import GRPCCore
+import Logging
 import Projections
 import SwiftProtobuf
 
 /// dtm's `dtmgimp.Dtm` gRPC service on top of the coordinator, wire-compatible with dtm's clients.
 ///
 /// Domain errors map to status codes as dtm maps them: FAILURE → Aborted, ONGOING →
-/// FailedPrecondition; malformed input → InvalidArgument naming the field.
+/// FailedPrecondition; malformed input → InvalidArgument naming the field; a full store →
+/// ResourceExhausted, a failed one → Unavailable, each with the reason.
 public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     let coordinator: Coordinator
+    let logger: Logger
 
-    public init(coordinator: Coordinator) {
+    public init(coordinator: Coordinator, logger: Logger = Logger(label: "swiftdtm.grpc")) {
         self.coordinator = coordinator
+        self.logger = logger
     }
 
     public func newGid(request: Google_Protobuf_Empty, context: ServerContext) async throws -> Dtmgimp_DtmGidReply {
@@ -20,15 +24,15 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     }
 
     public func submit(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Submit") { try await coordinator.submit(request.transactionRequest) }
+        try await mapErrors("Submit", gid: request.gid) { try await coordinator.submit(request.transactionRequest) }
     }
 
     public func prepare(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Prepare") { try await coordinator.prepare(request.transactionRequest) }
+        try await mapErrors("Prepare", gid: request.gid) { try await coordinator.prepare(request.transactionRequest) }
     }
 
     public func abort(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Abort") { try await coordinator.abort(request.transactionRequest) }
+        try await mapErrors("Abort", gid: request.gid) { try await coordinator.abort(request.transactionRequest) }
     }
 
     public func registerBranch(request: Dtmgimp_DtmBranchRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
@@ -38,7 +42,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
         registration.branchID = request.branchID
         registration.data = request.data
         registration.payload = request.busiPayload
-        return try await mapErrors("RegisterBranch") { try await coordinator.registerBranch(registration) }
+        return try await mapErrors("RegisterBranch", gid: request.gid) { try await coordinator.registerBranch(registration) }
     }
 
     public func prepareWorkflow(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Dtmgimp_DtmProgressesReply {
@@ -57,13 +61,13 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
         throw RPCError(code: .unimplemented, message: "topics (DeleteTopic) are not supported by this server yet")
     }
 
-    /// Runs a call, records dtm's metrics for it, and maps coordinator errors to status codes.
-    private func mapErrors(_ api: String, _ body: () async throws -> Void) async throws -> Google_Protobuf_Empty {
+    /// Runs a call (metrics, logging of server faults) and maps its errors to status codes.
+    private func mapErrors(_ api: String, gid: String, _ body: () async throws -> Void) async throws -> Google_Protobuf_Empty {
         do {
-            try await DtmMetrics.measure(type: "grpc", api: api, body)
+            try await GatewayCall.run(transport: "grpc", api: api, gid: gid, logger: logger, body)
             return Google_Protobuf_Empty()
-        } catch let error as CoordinatorError {
-            throw RPCError(error)
+        } catch {
+            throw RPCError(CoordinatorError(error))
         }
     }
 }
@@ -76,6 +80,8 @@ extension RPCError {
         case let .ongoing(message): self.init(code: .failedPrecondition, message: message)
         case let .invalidArgument(message): self.init(code: .invalidArgument, message: message)
         case let .unimplemented(message): self.init(code: .unimplemented, message: message)
+        case let .requestTooLarge(message), let .storageFull(message): self.init(code: .resourceExhausted, message: message)
+        case let .unavailable(message): self.init(code: .unavailable, message: message)
         }
     }
 }

@@ -1,6 +1,8 @@
 import Coordinator
 import Foundation
 import Hummingbird
+import Logging
+import NIOCore
 import Projections
 
 /// dtm's HTTP API (`/api/dtmsvr/*`, `/api/ping`) on the coordinator: the same requests as the gRPC
@@ -9,7 +11,9 @@ import Projections
 /// string); answers use dtm's envelope: 200 SUCCESS, 409 FAILURE, 425 ONGOING, 400 bad input, 500.
 public enum HttpApi {
     /// The routes, ready for a Hummingbird application.
-    public static func router(coordinator: Coordinator, metrics: @escaping @Sendable () -> [UInt8]) -> Router<BasicRequestContext> {
+    public static func router(
+        coordinator: Coordinator, metrics: @escaping @Sendable () -> [UInt8], logger: Logger = Logger(label: "swiftdtm.http")
+    ) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
         router.get("/api/metrics") { _, _ in
@@ -20,31 +24,35 @@ public enum HttpApi {
         let api = router.group("/api/dtmsvr")
         api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": "SUCCESS"]) }
         api.get("version") { _, _ in json(["version": "swiftdtm-\(version)"]) }
-        api.post("prepare") { request, _ in try await answer("prepare") { try await coordinator.prepare(try await transaction(request)) } }
-        api.post("submit") { request, _ in try await answer("submit") { try await coordinator.submit(try await transaction(request)) } }
-        api.post("abort") { request, _ in try await answer("abort") { try await coordinator.abort(try await transaction(request)) } }
-        for path in ["registerBranch", "registerTccBranch", "registerXaBranch"] {
+        func command(_ path: String, _ body: @escaping @Sendable (Request) async throws -> Void) {
             api.post(RouterPath(stringLiteral: path)) { request, _ in
-                try await answer(path) { try await coordinator.registerBranch(try await registration(request)) }
+                await answer(path, logger: logger) {
+                    try await body(request)
+                    return ["dtm_result": "SUCCESS"]
+                }
             }
         }
-        api.post("forceStop") { request, _ in
-            try await answer("forceStop") { try await coordinator.forceStop(try JSONBody(try await body(request)).string("gid")) }
+        command("prepare") { try await coordinator.prepare(try await transaction($0)) }
+        command("submit") { try await coordinator.submit(try await transaction($0)) }
+        command("abort") { try await coordinator.abort(try await transaction($0)) }
+        for path in ["registerBranch", "registerTccBranch", "registerXaBranch"] {
+            command(path) { try await coordinator.registerBranch(try await registration($0)) }
         }
-        api.post("resetNextCronTime") { request, _ in
-            try await answer("resetNextCronTime") { try await coordinator.resetNextCronTime(try JSONBody(try await body(request)).string("gid")) }
-        }
+        command("forceStop") { try await coordinator.forceStop(try JSONBody(try await body($0)).string("gid")) }
+        command("resetNextCronTime") { try await coordinator.resetNextCronTime(try JSONBody(try await body($0)).string("gid")) }
         api.get("query") { request, _ in
-            guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
-                return json(["message": "gid is required"], status: .badRequest)
+            await answer("query", logger: logger) {
+                guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
+                    throw CoordinatorError.invalidArgument("gid is required")
+                }
+                let state = try coordinator.transaction(gid)
+                return [
+                    "transaction": state.map(transactionJSON) ?? NSNull(),
+                    "branches": state.map { $0.branches.map { branchJSON($0, gid: gid) } } ?? [],
+                ]
             }
-            let state = try coordinator.transaction(gid)
-            return json([
-                "transaction": state.map(transactionJSON) ?? NSNull(),
-                "branches": state.map { $0.branches.map { branchJSON($0, gid: gid) } } ?? [],
-            ])
         }
-        api.get("all") { request, _ in try all(request, coordinator: coordinator) }
+        api.get("all") { request, _ in await answer("all", logger: logger) { try all(request, coordinator: coordinator) } }
         return router
     }
 
@@ -53,8 +61,16 @@ public enum HttpApi {
 
     // MARK: Requests
 
+    /// The largest request body accepted.
+    static let maximumBodyBytes = 8 << 20
+
     static func body(_ request: Request) async throws -> [String: Any] {
-        let buffer = try await request.body.collect(upTo: 8 << 20)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maximumBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw CoordinatorError.requestTooLarge("the request body is larger than \(maximumBodyBytes) bytes")
+        }
         let data = Data(buffer: buffer)
         guard !data.isEmpty else { throw CoordinatorError.invalidArgument("the request body is empty; expected a JSON object") }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -100,13 +116,14 @@ public enum HttpApi {
         return registration
     }
 
-    /// Runs a request, records dtm's metrics for it, and answers with dtm's envelope.
-    static func answer(_ api: String, _ body: () async throws -> Void) async throws -> Response {
+    /// Runs a request (metrics, logging of server faults) and answers with dtm's envelope: the
+    /// object `body` returns with 200, or the refusal with its status.
+    static func answer(_ api: String, logger: Logger, _ body: () async throws -> [String: Any]) async -> Response {
         do {
-            try await DtmMetrics.measure(type: "http", api: api, body)
-            return json(["dtm_result": "SUCCESS"])
-        } catch let error as CoordinatorError {
-            switch error {
+            return json(try await GatewayCall.run(transport: "http", api: api, logger: logger, body))
+        } catch {
+            let refusal = CoordinatorError(error)
+            switch refusal {
             case let .failure(message):
                 return json(["dtm_result": "FAILURE", "message": message], status: .conflict)
             case let .ongoing(message):
@@ -115,35 +132,45 @@ public enum HttpApi {
                 return json(["message": message], status: .badRequest)
             case let .unimplemented(message):
                 return json(["message": message], status: .notImplemented)
+            case let .requestTooLarge(message):
+                return json(["message": message], status: .contentTooLarge)
+            case let .storageFull(message):
+                return json(["message": message], status: .init(code: 507, reasonPhrase: "Insufficient Storage"))
+            case let .unavailable(message):
+                return json(["message": message], status: .serviceUnavailable)
             }
-        } catch {
-            return json(["message": "\(error)"], status: .internalServerError)
         }
     }
 
-    static func all(_ request: Request, coordinator: Coordinator) throws -> Response {
+    static func all(_ request: Request, coordinator: Coordinator) throws -> [String: Any] {
         let parameters = request.uri.queryParameters
         let status = parameters["status"].map(String.init) ?? ""
         let transType = parameters["transType"].map(String.init) ?? ""
         let limitText = parameters["limit"].map(String.init) ?? "100"
         guard let limit = Int(limitText), limit > 0 else {
-            return json(["message": "limit must be a positive number"], status: .badRequest)
+            throw CoordinatorError.invalidArgument("limit must be a positive number")
         }
         var position: [UInt8]?
         if let token = parameters["position"].map(String.init), !token.isEmpty {
-            guard let bytes = Data(base64Encoded: token) else { return json(["message": "position is not one this server returned"], status: .badRequest) }
+            guard let bytes = Data(base64Encoded: token) else { throw CoordinatorError.invalidArgument("position is not one this server returned") }
             position = Array(bytes)
         }
-        let start = parameters["createTimeStart"].flatMap { Int64($0) }.map { $0 * 1000 } ?? 0
-        let end = parameters["createTimeEnd"].flatMap { Int64($0) }.map { $0 * 1000 } ?? .max
+        /// A create-time bound in ms since 1970, as µs.
+        func createTime(_ name: String) throws -> Int64? {
+            guard let text = parameters[Substring(name)].map(String.init), !text.isEmpty else { return nil }
+            guard let milliseconds = Int64(text) else { throw CoordinatorError.invalidArgument("\(name) must be a time in milliseconds since 1970") }
+            return try RequestBounds.check(milliseconds, in: RequestBounds.createTimeMilliseconds, field: name, unit: "milliseconds") * 1000
+        }
+        let start = try createTime("createTimeStart") ?? 0
+        let end = try createTime("createTimeEnd") ?? .max
         let page = try coordinator.view.newestTransactions(before: position, limit: min(limit, 1000)) { state in
             (status.isEmpty || state.status.dtmName == status) && (transType.isEmpty || state.transType == transType)
                 && state.createTimeUs >= start && state.createTimeUs <= end
         }
-        return json([
+        return [
             "transactions": page.states.map(transactionJSON),
             "next_position": page.next.map { Data($0).base64EncodedString() } ?? "",
-        ])
+        ]
     }
 
     // MARK: Responses
@@ -241,8 +268,11 @@ struct JSONBody {
 
     func integer(_ key: String) throws -> Int64 {
         guard let value = present(key) else { return 0 }
-        if let number = value as? NSNumber, number.doubleValue == number.doubleValue.rounded() {
-            return number.int64Value
+        if let number = value as? NSNumber {
+            guard let whole = RequestBounds.wholeNumber(number) else {
+                throw CoordinatorError.invalidArgument("\(key) must be a whole number within 64 bits, got \(number)")
+            }
+            return whole
         }
         if let text = value as? String, let number = Int64(text) { return number }
         throw CoordinatorError.invalidArgument("\(key) must be a whole number")

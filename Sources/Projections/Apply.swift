@@ -9,7 +9,7 @@ public func apply(_ recorded: RecordedEvent, to state: consuming TransactionStat
         guard case let .created(created) = recorded.event.kind else { return nil }
         return newTransaction(recorded, created)
     }
-    guard state.gid == recorded.gid else { return state }
+    guard state.gid.hasSameBytes(as: recorded.gid) else { return state }
     switch recorded.event.kind {
     case .created, nil:
         return state
@@ -106,7 +106,7 @@ extension BranchState {
 extension TransactionState {
     /// The position of the branch with this id and op.
     public func branchIndex(id: String, op: String) -> Int? {
-        branches.firstIndex { $0.branchID == id && $0.op == op }
+        branches.firstIndex { $0.branchID.hasSameBytes(as: id) && $0.op.hasSameBytes(as: op) }
     }
 
     /// The branch with this id and op.

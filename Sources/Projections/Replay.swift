@@ -7,11 +7,12 @@ public enum Replay {
     /// the way (checksum, chain); `progress` is called now and then with the seq reached.
     public static func states(
         of log: EventLog, through seq: UInt64 = .max, progress: ((UInt64) -> Void)? = nil
-    ) throws -> [String: TransactionState] {
-        var states = [String: TransactionState]()
+    ) throws -> [ExactString: TransactionState] {
+        var states = [ExactString: TransactionState]()
         try log.forEachRecord(through: seq) { record in
             let event = try RecordedEvent(record)
-            states[event.gid] = apply(event, to: states[event.gid])
+            let gid = event.gid.exact
+            states[gid] = apply(event, to: states[gid])
             if record.seq & 0xFFFF == 0 { progress?(record.seq) }
             return true
         }

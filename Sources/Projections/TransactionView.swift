@@ -43,19 +43,20 @@ public final class TransactionView: LogProjector {
         // Per touched gid: the index keys its stored state had, and its state now. Keeping only
         // the old keys (not the old state) leaves each state uniquely referenced, so `apply`
         // mutates it in place instead of copying it per event.
-        var touched = [String: (old: IndexKeys?, state: TransactionState?)]()
-        var order = [String]()
+        var touched = [ExactString: (old: IndexKeys?, state: TransactionState?)]()
+        var order = [ExactString]()
         for event in events {
             var entry: (old: IndexKeys?, state: TransactionState?)
-            if let seen = touched.removeValue(forKey: event.gid) {
+            let gid = event.gid.exact
+            if let seen = touched.removeValue(forKey: gid) {
                 entry = seen
             } else {
                 let stored = try Self.load(event.gid, from: transactions, in: txn)
                 entry = (stored.map(IndexKeys.init), stored)
-                order.append(event.gid)
+                order.append(gid)
             }
             entry.state = apply(event, to: entry.state.take())
-            touched[event.gid] = entry
+            touched[gid] = entry
         }
         for gid in order {
             guard let change = touched[gid], let state = change.state else { continue }
@@ -199,13 +200,13 @@ public final class TransactionView: LogProjector {
 
     /// The whole view as one consistent snapshot: its checkpoint, every state, and what is wrong
     /// with its indexes (entries missing or extra for the states they index).
-    public func snapshot() throws -> (checkpoint: UInt64, states: [String: TransactionState], indexProblems: [String]) {
+    public func snapshot() throws -> (checkpoint: UInt64, states: [ExactString: TransactionState], indexProblems: [String]) {
         try environment.withReadTransaction { txn in
             let checkpoint = try txn.withValue(meta, key: Self.checkpointKey) { $0.flatMap(sequence(fromKey:)) } ?? 0
-            var states = [String: TransactionState]()
+            var states = [ExactString: TransactionState]()
             try txn.scan(transactions) { key, value in
                 let gid = String(decoding: key, as: UTF8.self)
-                states[gid] = try Self.decodeState(value, gid: gid)
+                states[gid.exact] = try Self.decodeState(value, gid: gid)
                 return true
             }
             var problems = [String]()

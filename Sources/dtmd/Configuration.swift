@@ -1,3 +1,4 @@
+import Coordinator
 import Foundation
 import Logging
 import Yams
@@ -100,6 +101,14 @@ struct Configuration: Sendable, Equatable {
             guard !microServiceEndPoint.isEmpty else {
                 throw Invalid(description: "MicroService.EndPoint is required with MicroService.Target (the host:port dtmd registers)")
             }
+        }
+        for (key, value, bounds) in [("TimeoutToFail", timeoutToFail, RequestBounds.timeoutToFail),
+                                     ("RetryInterval", retryInterval, RequestBounds.retryInterval),
+                                     ("RequestTimeout", requestTimeout, RequestBounds.requestTimeout)] where !bounds.contains(value) {
+            throw Invalid(description: "\(key) must be between 1 and \(bounds.upperBound) seconds, got \(value)")
+        }
+        if transCronInterval > Double(RequestBounds.day) {
+            throw Invalid(description: "TransCronInterval must be between 0 and \(RequestBounds.day) seconds, got \(transCronInterval)")
         }
         if retryInterval < 10 { warnings.append("RetryInterval \(retryInterval) is below dtm's minimum of 10 seconds") }
         if timeoutToFail < retryInterval { warnings.append("TimeoutToFail \(timeoutToFail) is below RetryInterval \(retryInterval)") }

@@ -25,6 +25,9 @@ struct Dtmd: AsyncParsableCommand {
     @Option(name: .customShort("c"), help: "A YAML config file with dtm's keys (default: the embedded defaults).")
     var config: String?
 
+    @Flag(help: "Start a new log when Store.Path holds a data.mdb of 0 bytes (refused otherwise: it is damage, not a new log).")
+    var acceptEmptyDataFile = false
+
     func run() async throws {
         var warnings = [String]()
         let settings: Configuration
@@ -53,6 +56,7 @@ struct Dtmd: AsyncParsableCommand {
         let environment = try LMDBEnvironment(path: settings.storePath, options: {
             var options = LMDBOptions()
             options.noSync = logConfiguration.durability == .noSync
+            options.acceptEmptyDataFile = acceptEmptyDataFile
             return options
         }())
         let view = try TransactionView(environment: environment)
@@ -78,7 +82,9 @@ struct Dtmd: AsyncParsableCommand {
             router: HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }),
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
             logger: Logger(label: "swiftdtm.http"))
-        let scheduler = Scheduler(coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)))
+        let scheduler = Scheduler(
+            coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)),
+            drainLimit: .seconds(settings.requestTimeout + 1))
 
         var registration: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if !settings.microServiceTarget.isEmpty {
@@ -91,7 +97,11 @@ struct Dtmd: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
+                // Graceful shutdown stops services in reverse order: registration and the
+                // gateways first (in-flight requests drain), then the scheduler (running rounds
+                // finish), the branch callers, and last the log (flushed and closed).
                 services: [
+                    .init(service: EventLogService(log: log, logger: logger)),
                     .init(service: resolver),
                     .init(service: grpcInvoker),
                     .init(service: httpInvoker),
@@ -103,7 +113,19 @@ struct Dtmd: AsyncParsableCommand {
                 logger: logger))
         logger.info("dtmd listening", metadata: ["grpc": "\(settings.listenAddress):\(settings.grpcPort)", "http": "\(settings.listenAddress):\(settings.httpPort)"])
         try await group.run()
+        logger.info("dtmd stopped")
+    }
+}
+
+/// Keeps the event log open while dtmd runs; on graceful shutdown, once every service started
+/// after it has stopped, flushes and closes it.
+struct EventLogService: Service {
+    let log: EventLog
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
         try await log.close()
-        logger.info("dtmd stopped; event log flushed")
+        logger.info("event log flushed and closed")
     }
 }

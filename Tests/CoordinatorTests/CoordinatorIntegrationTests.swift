@@ -79,7 +79,10 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await busi.server.serve() }
         group.addTask { try await invoker.run() }
+        // Rounds no client waits for run in the scheduler, as in dtmd.
+        group.addTask { try await Scheduler(coordinator: coordinator, cronInterval: .milliseconds(200)).run() }
         defer {
+            group.cancelAll()
             invoker.shutdown()
             busi.server.beginGracefulShutdown()
         }
@@ -157,6 +160,48 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             #expect(finished.status == .succeed)
             #expect(busi.calls.withLock { $0.map(\.method) } == ["Confirm", "Confirm"])
             #expect(finished.branch(id: "01", op: "confirm")?.attempts == 2)
+        }
+    }
+
+    @Test func canonicallyEquivalentGidsStayTwoTransactionsEverywhere() async throws {
+        try await withCoordinator { coordinator, busi in
+            let gids = [ExactIdentityTests.composed, ExactIdentityTests.decomposed]
+            let steps = [["action": try await busi.url("A1"), "compensate": try await busi.url("C1")]]
+            let stepsJSON = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
+            // Submitted together, so both land in the same group commit.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, gid) in gids.enumerated() {
+                    var request = TransactionRequest()
+                    request.gid = gid
+                    request.transType = "saga"
+                    request.steps = stepsJSON
+                    request.payloads = [Data([UInt8(index)])]
+                    request.waitResult = true
+                    group.addTask { try await coordinator.submit(request) }
+                }
+                try await group.waitForAll()
+            }
+            let calls = busi.calls.withLock { $0 }
+            #expect(calls.count == 2)
+            for (index, gid) in gids.enumerated() {
+                let state = try #require(try coordinator.transaction(gid))
+                #expect(state.gid.hasSameBytes(as: gid))
+                #expect(state.status == .succeed)
+                let call = try #require(calls.first { $0.payload == [UInt8(index)] })
+                #expect(call.metadata["dtm-gid"]?.hasSameBytes(as: gid) == true, "the branch call carries its own gid's bytes")
+                let history = try coordinator.log.records(ofStream: gid)
+                #expect(!history.isEmpty)
+                #expect(history.allSatisfy { $0.streamID.hasSameBytes(as: gid) }, "each history holds only its own events")
+            }
+            let replayed = try Replay.states(of: coordinator.log)
+            let snapshot = try coordinator.view.snapshot()
+            #expect(replayed.count == 2)
+            #expect(snapshot.states == replayed)
+            #expect(snapshot.indexProblems.isEmpty)
+            let events = try coordinator.log.records(from: 1).map(RecordedEvent.init)
+            for gid in gids {
+                #expect(DecisionAudit.check(events.filter { $0.gid.hasSameBytes(as: gid) }).isEmpty)
+            }
         }
     }
 }

@@ -54,7 +54,10 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
         group.addTask { try await dtmServer.serve() }
         group.addTask { try await busiServer.serve() }
         group.addTask { try await invoker.run() }
+        // Rounds no client waits for run in the scheduler, as in dtmd.
+        group.addTask { try await Scheduler(coordinator: coordinator, cronInterval: .milliseconds(200)).run() }
         defer {
+            group.cancelAll()
             invoker.shutdown()
             dtmServer.beginGracefulShutdown()
             busiServer.beginGracefulShutdown()

@@ -254,9 +254,11 @@ class Dtmd:
         self.process = None
         self.log = None
 
-    def start(self):
+    def start(self, *arguments, preexec_fn=None):
+        """Starts dtmd with `arguments` after `-c config` (and `preexec_fn` run in the child first)."""
         self.log = open(self.workdir / "dtmd.log", "ab")
-        self.process = subprocess.Popen([str(DTMD), "-c", str(self.config)], stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen([str(DTMD), "-c", str(self.config), *arguments], stdout=self.log, stderr=self.log,
+                                        preexec_fn=preexec_fn)
         wait_for(self.ping, timeout=20, what="dtmd to answer /api/ping")
         return self
 
@@ -273,7 +275,8 @@ class Dtmd:
         return (self.workdir / "dtmd.log").read_text(errors="replace")
 
     def query(self, gid):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/dtmsvr/query?gid={gid}", timeout=5) as r:
+        from urllib.parse import quote
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/dtmsvr/query?gid={quote(gid, safe='')}", timeout=5) as r:
             return json.load(r)
 
     def status(self, gid):

@@ -138,10 +138,10 @@ struct Verify: AsyncParsableCommand {
             }
             problems += snapshot.indexProblems
 
-            var byGid = [String: [RecordedEvent]]()
+            var byGid = [ExactString: [RecordedEvent]]()
             try log.forEachRecord(through: snapshot.checkpoint) { record in
                 let event = try RecordedEvent(record)
-                byGid[event.gid, default: []].append(event)
+                byGid[event.gid.exact, default: []].append(event)
                 return true
             }
             for (_, events) in byGid.sorted(by: { $0.key < $1.key }) {
@@ -220,7 +220,7 @@ struct State: AsyncParsableCommand {
             }
             let states = try Replay.states(of: log, through: seq).values
                 .filter { status == nil || $0.status.dtmName == status }
-                .sorted { ($0.createTimeUs, $0.gid) < ($1.createTimeUs, $1.gid) }
+                .sorted { ($0.createTimeUs, $0.gid.exact) < ($1.createTimeUs, $1.gid.exact) }
             if json {
                 for state in states {
                     try printJSON([

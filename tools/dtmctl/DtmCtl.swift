@@ -14,12 +14,39 @@ struct DtmCtl: AsyncParsableCommand {
         commandName: "dtmctl",
         abstract: "Audit, verify and rebuild SwiftDTM's event log.",
         subcommands: [History.self, Log.self, Verify.self, Rebuild.self, State.self, Export.self, Stats.self])
+
+    /// `--data` before the subcommand (`dtmctl --data DIR verify`).
+    @Option(name: .long, help: "The dtmd data directory (Store.Path); also accepted after the subcommand.")
+    var data: String?
+
+    /// Bad usage exits 2 (the README's code), not ArgumentParser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
-/// The data directory option every command shares.
+/// The data directory option every command shares; given before the subcommand or after it.
 struct DataOptions: ParsableArguments {
-    @Option(name: .long, help: "The dtmd data directory (Store.Path).")
-    var data = "./data"
+    @Option(name: .customLong("data"), help: "The dtmd data directory (Store.Path, default ./data).")
+    var local: String?
+
+    @ParentCommand var root: DtmCtl
+
+    /// The directory named after the subcommand, else before it, else `./data`.
+    var data: String { local ?? root.data ?? "./data" }
 
     /// The log and view, read-only (another process may be writing).
     func openReadOnly() async throws -> (EventLog, TransactionView) {
