@@ -5,7 +5,8 @@
 set -euo pipefail
 packages=(liblmdb-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-venv etcd-server curl)
+  # golang-go + golang-google-grpc-dev build the grpc-go branch server offline (GOPATH mode).
+  packages+=(python3-venv etcd-server curl golang-go golang-google-grpc-dev)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -94,6 +94,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         }
         var options = CallOptions.defaults
         options.timeout = call.timeout
+        // A call made while its connection is still being set up waits for it (up to the
+        // deadline) instead of failing at once with "Channel isn't ready".
+        options.waitForReady = true
         let descriptor = MethodDescriptor(fullyQualifiedService: url.service, method: url.method)
         let request = ClientRequest(message: [UInt8](call.payload), metadata: metadata)
         let callOptions = options
@@ -126,9 +129,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                     entry = pooled
                     try await send(on: pooled.client)
                 } else {
-                    let transport = try HTTP2ClientTransport.Posix(
-                        target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-                    try await withGRPCClient(transport: transport) { try await send(on: $0) }
+                    try await withGRPCClient(transport: try Self.transport(to: address)) { try await send(on: $0) }
                 }
                 return BranchResult(.success)
             } catch let error as RPCError {
@@ -140,8 +141,13 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                     lastFailure = BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
                     guard Self.isTransportFailure(error) else { return lastFailure }
                     if let entry { drop(entry, of: address) }
-                    logger.debug("transport failure, trying a fresh connection", metadata: [
+                    logger.notice("transport failure, trying again on a fresh connection", metadata: [
                         "address": "\(address)", "attempt": "\(attempt)", "error": "\(error.message)"])
+                case .deadlineExceeded:
+                    // The connection may be the reason (still connecting, or backing off after a
+                    // failure): the next call, a due retry, starts from a fresh one.
+                    if let entry { drop(entry, of: address) }
+                    return BranchResult(.error, "\(error.code): \(error.message)")
                 default: return BranchResult(.error, "\(error.code): \(error.message)")
                 }
             } catch {
@@ -173,15 +179,26 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 clients.byAddress[key] = existing
                 return existing
             }
-            let transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
             clients.nextID += 1
-            let entry = Entry(client: GRPCClient(transport: transport), id: clients.nextID, lastUsed: .now)
+            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address)), id: clients.nextID, lastUsed: .now)
             clients.byAddress[key] = entry
             startedContinuation.yield(entry.client)
             logger.debug("opened gRPC channel to \(key)")
             return entry
         }
+    }
+
+    /// A plaintext HTTP/2 transport to `address` whose connections answer the server's PINGs
+    /// themselves (see `ServerPingResponder`: grpc-go's pings would otherwise close them).
+    public static func transport(to address: HostPort) throws -> HTTP2ClientTransport.Posix {
+        var config = HTTP2ClientTransport.Posix.Config.defaults
+        config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ServerPingResponder(), position: .first)
+            }
+        }
+        return try HTTP2ClientTransport.Posix(
+            target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext, config: config)
     }
 
     /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.

@@ -21,7 +21,7 @@ final class SwiftBranchServer: Sendable {
     let plans = Mutex<[String: [RPCError.Code]]>([:])
     let server: GRPCServer<HTTP2ServerTransport.Posix>
 
-    init() {
+    init(port: Int = 0) {
         let recorder = Recorder()
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for method in Self.methods {
@@ -37,7 +37,7 @@ final class SwiftBranchServer: Sendable {
                 return StreamingServerResponse(single: ServerResponse(message: []))
             }
         }
-        server = GRPCServer(transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext), router: router)
+        server = GRPCServer(transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext), router: router)
         recorder.owner = self
     }
 

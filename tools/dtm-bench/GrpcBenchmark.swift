@@ -52,7 +52,7 @@ struct GrpcBenchmark: AsyncParsableCommand {
             defer { server.stop() }
             print("dtm-bench grpc: \(mode), \(clients) clients, \(seconds) s per phase, dtmd fsync=\(!noSync), LogLevel \(logLevel), branches on \(branchPort.map { "127.0.0.1:\($0)" } ?? "the built-in Swift server"), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
-            let raw = try await measure(target: busiPort) { client in
+            let raw = try await measure(target: busiPort, answeringServerPings: branchPort != nil) { client in
                 for method in ["Submit", "TransOut", "TransIn"] {
                     try await client.unary(
                         request: ClientRequest(message: BenchBranchServer.payload),
@@ -103,8 +103,16 @@ struct GrpcBenchmark: AsyncParsableCommand {
 
     /// Runs `clients` loops of `body` over one HTTP/2 connection to `port`; one second of warm-up,
     /// then `seconds` measured.
-    private func measure(target port: Int, _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws -> Result {
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+    /// `answeringServerPings`: connect as dtmd connects to branches (grpc-go and C-core servers
+    /// ping once per call, which grpc-swift's default connection limits).
+    private func measure(
+        target port: Int, answeringServerPings: Bool = false,
+        _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void
+    ) async throws -> Result {
+        guard let address = HostPort("127.0.0.1:\(port)") else { throw ValidationError("port \(port) is not a port") }
+        let transport = answeringServerPings
+            ? try GrpcBranchInvoker.transport(to: address)
+            : try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
         let client = GRPCClient(transport: transport)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.runConnections() }
@@ -122,6 +130,7 @@ struct GrpcBenchmark: AsyncParsableCommand {
                                 try await body(client)
                             } catch {
                                 failures += 1
+                                if failures <= 2 { print("error: \(error)") }
                             }
                             if began >= start, ContinuousClock.now <= end { latencies.append(ContinuousClock.now - began) }
                         }

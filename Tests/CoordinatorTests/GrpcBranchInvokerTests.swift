@@ -1,0 +1,61 @@
+@testable import Coordinator
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Connections to branch services are replaced when they fail and closed when unused.
+@Suite(.serialized) struct GrpcBranchInvokerTests {
+    func call(_ url: String, timeout: Duration = .seconds(2)) -> BranchCall {
+        BranchCall(gid: "g", transType: "msg", branchID: "01", op: "action", url: url, payload: Data(), headers: [:], timeout: timeout)
+    }
+
+    /// A free port on 127.0.0.1 (bound once by a server that is stopped again).
+    func freePort() async throws -> Int {
+        let probe = SwiftBranchServer()
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await probe.server.serve() }
+            defer { probe.server.beginGracefulShutdown() }
+            return try #require(try await probe.server.listeningAddress?.ipv4?.port)
+        }
+    }
+
+    @Test func aRetryReachesATargetThatCameBackInsteadOfAConnectionBackingOff() async throws {
+        let invoker = GrpcBranchInvoker()
+        let port = try await freePort()
+        let url = "127.0.0.1:\(port)/busi.Busi/A1"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await invoker.run() }
+            defer { invoker.shutdown() }
+            let down = await invoker.invoke(call(url, timeout: .milliseconds(500)))
+            #expect(down.outcome == .error)
+            // The target comes back on the same port; the next call must not wait out a backoff.
+            let busi = SwiftBranchServer(port: port)
+            group.addTask { try await busi.server.serve() }
+            defer { busi.server.beginGracefulShutdown() }
+            _ = try await busi.server.listeningAddress
+            let started = ContinuousClock.now
+            let back = await invoker.invoke(call(url))
+            #expect(back.outcome == .success, "\(back.message)")
+            #expect(ContinuousClock.now - started < .seconds(1))
+        }
+    }
+
+    @Test func clientsOfAddressesNoLongerCalledAreClosed() async throws {
+        let invoker = GrpcBranchInvoker(idleLimit: .milliseconds(200))
+        let busi = SwiftBranchServer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await busi.server.serve() }
+            group.addTask { try await invoker.run() }
+            defer {
+                invoker.shutdown()
+                busi.server.beginGracefulShutdown()
+            }
+            #expect(await invoker.invoke(call(try await busi.url("A1"))).outcome == .success)
+            #expect(invoker.cachedClientCount == 1)
+            try await Task.sleep(for: .milliseconds(700))
+            #expect(invoker.cachedClientCount == 0)
+            #expect(await invoker.invoke(call(try await busi.url("A1"))).outcome == .success, "a closed client is replaced")
+        }
+    }
+}
