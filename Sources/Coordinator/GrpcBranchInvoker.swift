@@ -53,17 +53,20 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { connections in
-                connections.addTask {
-                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await withTaskGroup(of: Void.self) { sweeper in
+                sweeper.addTask {
+                    while !Task.isCancelled {
                         try? await Task.sleep(for: min(self.idleLimit, .seconds(30)))
                         self.closeIdleClients()
                     }
                 }
-                for await client in self.started {
-                    connections.addTask { try? await client.runConnections() }
+                // Ends once shutdown() finished the stream and every client's connections closed.
+                await withDiscardingTaskGroup { connections in
+                    for await client in self.started {
+                        connections.addTask { try? await client.runConnections() }
+                    }
                 }
-                connections.cancelAll()
+                sweeper.cancelAll()
             }
         } onGracefulShutdown: {
             self.shutdown()

@@ -17,14 +17,18 @@ public struct Scheduler: Service {
     let coordinator: Coordinator
     let cronInterval: Duration
     let drainLimit: Duration
+    /// How long a transaction whose round failed waits before the next one.
+    let failurePause: Duration
     let maxConcurrentDrives: Int
     let logger: Logger
 
     public init(coordinator: Coordinator, cronInterval: Duration, drainLimit: Duration = .seconds(5),
-                maxConcurrentDrives: Int = 256, logger: Logger = Logger(label: "swiftdtm.scheduler")) {
+                failurePause: Duration = .seconds(60), maxConcurrentDrives: Int = 256,
+                logger: Logger = Logger(label: "swiftdtm.scheduler")) {
         self.coordinator = coordinator
         self.cronInterval = cronInterval
         self.drainLimit = drainLimit
+        self.failurePause = failurePause
         self.maxConcurrentDrives = maxConcurrentDrives
         self.logger = logger
     }
@@ -40,7 +44,10 @@ public struct Scheduler: Service {
                         do {
                             try await coordinator.drive(gid)
                         } catch {
-                            logger.error("round failed: \(CoordinatorError(error))", metadata: ["gid": "\(gid)"])
+                            // One transaction that cannot be driven (say, its stored state is
+                            // damaged) must not stop the rest: it waits a while, then is tried again.
+                            logger.error("round failed; trying again in \(failurePause): \(CoordinatorError(error))", metadata: ["gid": "\(gid)"])
+                            running.failed.withLock { $0[gid.exact] = .now + failurePause }
                         }
                     }
                 }, running: running)
@@ -79,18 +86,26 @@ public struct Scheduler: Service {
                     logger.error("cannot read due transactions: \(error)")
                 }
             }
-            for entry in due where free > 0 && !started.contains(entry.gid.exact) && !coordinator.isDriving(entry.gid) {
+            let pausing = running.failed.withLock { failed in
+                failed = failed.filter { $0.value > .now }
+                return Set(failed.keys)
+            }
+            for entry in due where free > 0 && !started.contains(entry.gid.exact) && !pausing.contains(entry.gid.exact)
+                && !coordinator.isDriving(entry.gid) {
                 start(entry.gid)
                 free -= 1
             }
-            await coordinator.roundsDueNow.signal.wait(timeout: pause(busy: free <= 0 || due.count == maxConcurrentDrives))
+            await coordinator.roundsDueNow.signal.wait(
+                timeout: pause(busy: free <= 0 || due.count == maxConcurrentDrives, skipping: pausing))
         }
     }
 
-    /// Until the earliest due time, at most the cron interval, at least 20 ms.
-    private func pause(busy: Bool) -> Duration {
+    /// Until the earliest due time (of a transaction not `skipping`), at most the cron interval,
+    /// at least 20 ms.
+    private func pause(busy: Bool, skipping: Set<ExactString>) -> Duration {
         if busy { return .milliseconds(20) }
-        guard let nextDue = (try? coordinator.view.dueTransactions(atOrBefore: .max, limit: 1).first?.dueUs) ?? nil else {
+        let upcoming = (try? coordinator.view.dueTransactions(atOrBefore: .max, limit: skipping.count + 1)) ?? []
+        guard let nextDue = upcoming.first(where: { !skipping.contains($0.gid.exact) })?.dueUs else {
             return cronInterval
         }
         let untilDue = Duration.microseconds(max(Microseconds.adding(nextDue, to: -coordinator.clock()), 0))
@@ -98,7 +113,9 @@ public struct Scheduler: Service {
     }
 }
 
-/// How many rounds the scheduler has started that have not ended.
+/// How many rounds the scheduler has started that have not ended, and the transactions whose
+/// last round failed, each with when to try it again.
 private final class RunningRounds: Sendable {
     let count = Atomic<Int>(0)
+    let failed = Mutex<[ExactString: ContinuousClock.Instant]>([:])
 }

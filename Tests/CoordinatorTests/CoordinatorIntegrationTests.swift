@@ -204,4 +204,38 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             }
         }
     }
+
+    @Test func outOfRangeValuesWrittenByAnOlderBuildAreDrivenWithoutTrapping() async throws {
+        try await withCoordinator { coordinator, busi in
+            busi.plans.withLock { $0["A1"] = [.unavailable, .unavailable] }
+            // As an older build without bounds stored them: nothing validates events appended directly.
+            var created = TransactionCreated()
+            created.transType = "saga"
+            created.status = .submitted
+            created.options = TransactionOptions.with {
+                $0.timeoutToFail = .max
+                $0.retryInterval = .max
+                $0.requestTimeout = .max
+                $0.retryLimit = .max
+            }
+            created.retryInterval = .max
+            created.nextDueUs = 1
+            created.branches = [
+                BranchSpec.with { $0.branchID = "01"; $0.op = "compensate" },
+                BranchSpec.with { $0.branchID = "01"; $0.op = "action"; $0.url = "" },
+            ]
+            created.branches[1].url = try await busi.url("A1")
+            _ = try await coordinator.log.append([try TransactionEvent.created(created).logEntry(gid: "stored-huge")])
+            let first = try #require(try await coordinator.drive("stored-huge"))
+            #expect(first.status == .submitted)
+            #expect(first.nextDueUs == .max, "the retry time saturates")
+            #expect(first.retryInterval == .max)
+            // A client makes it due now; the next round runs and schedules again without trapping.
+            try await coordinator.resetNextCronTime("stored-huge")
+            let second = try #require(try await coordinator.drive("stored-huge"))
+            #expect(second.branch(id: "01", op: "action")?.attempts == 2)
+            try await coordinator.resetNextCronTime("stored-huge")
+            #expect(try await coordinator.drive("stored-huge")?.status == .succeed)
+        }
+    }
 }
