@@ -279,7 +279,7 @@ public final class Coordinator: Sendable {
         var calls = [(BranchRef, Int32, BranchCall)]()
         for ref in refs {
             guard let branch = state.branch(id: ref.branchID, op: ref.op) else { continue }
-            let attempt = branch.attempts + 1
+            let attempt = branch.attempts == .max ? .max : branch.attempts + 1  // stored: must not trap
             record(.attemptStarted(.with { $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt }))
             calls.append((ref, attempt, BranchCall(
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,

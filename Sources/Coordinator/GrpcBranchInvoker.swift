@@ -192,12 +192,13 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     }
 
     /// A plaintext HTTP/2 transport to `address` whose connections answer the server's PINGs
-    /// themselves (see `ServerPingResponder`: grpc-go's pings would otherwise close them).
+    /// themselves and drop the resets that end complete responses (see `ServerControlFrameFilter`:
+    /// grpc-go sends both at a rate that would otherwise close them).
     public static func transport(to address: HostPort) throws -> HTTP2ClientTransport.Posix {
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(ServerPingResponder(), position: .first)
+                try channel.pipeline.syncOperations.addHandler(ServerControlFrameFilter(), position: .first)
             }
         }
         return try HTTP2ClientTransport.Posix(

@@ -63,6 +63,6 @@ public enum Saga: TransactionMode {
 
     /// The 0-based step of branch id `01`, `02`, ….
     static func stepIndex(_ branchID: String) -> Int? {
-        Int(branchID).map { $0 - 1 }
+        Int(branchID).flatMap { $0 > Int.min ? $0 - 1 : nil }
     }
 }

@@ -107,6 +107,8 @@ import Testing
         #expect(RetryPolicy.afterRound([(BranchRef("01", "action"), .error)], state: nearMax, failureIsFinal: { _ in false }, now: now) != nil)
         #expect(Microseconds.duration(seconds: .max, clampedTo: 1...RequestBounds.requestTimeout.upperBound) == .seconds(86_400))
         #expect(Microseconds.duration(seconds: 0, clampedTo: 1...86_400) == .seconds(1))
+        #expect(Saga.stepIndex("-9223372036854775808") == nil)
+        #expect(Saga.stepIndex("02") == 1)
     }
 }
 

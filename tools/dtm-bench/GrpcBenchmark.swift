@@ -52,12 +52,16 @@ struct GrpcBenchmark: AsyncParsableCommand {
             defer { server.stop() }
             print("dtm-bench grpc: \(mode), \(clients) clients, \(seconds) s per phase, dtmd fsync=\(!noSync), LogLevel \(logLevel), branches on \(branchPort.map { "127.0.0.1:\($0)" } ?? "the built-in Swift server"), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
+            // As dtmd calls branches: a call made while the connection is being set up waits for it.
+            var rawOptions = CallOptions.defaults
+            rawOptions.waitForReady = true
+            let options = rawOptions
             let raw = try await measure(target: busiPort, answeringServerPings: branchPort != nil) { client in
                 for method in ["Submit", "TransOut", "TransIn"] {
                     try await client.unary(
                         request: ClientRequest(message: BenchBranchServer.payload),
                         descriptor: MethodDescriptor(fullyQualifiedService: "busi.Busi", method: method),
-                        serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: .defaults
+                        serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: options
                     ) { _ = try $0.message }
                 }
             }

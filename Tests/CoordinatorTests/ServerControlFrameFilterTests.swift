@@ -5,7 +5,7 @@ import Testing
 
 /// The responder answers the server's PINGs itself and passes every other frame on unchanged,
 /// however the bytes are split across reads.
-@Suite struct ServerPingResponderTests {
+@Suite struct ServerControlFrameFilterTests {
     func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8]) -> [UInt8] {
         let length = UInt32(payload.count)
         return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags]
@@ -20,7 +20,7 @@ import Testing
         let headers = frame(type: 1, flags: 4, stream: 1, payload: Array(repeating: 0xAB, count: 20))
         let data = frame(type: 0, flags: 1, stream: 1, payload: Array(repeating: 0xCD, count: 50))
         let inbound = settings + ping + headers + ping + pingAck + data
-        let channel = EmbeddedChannel(handler: ServerPingResponder())
+        let channel = EmbeddedChannel(handler: ServerControlFrameFilter())
         var offset = 0
         while offset < inbound.count {
             let end = min(offset + chunk, inbound.count)
@@ -34,6 +34,23 @@ import Testing
         while let buffer = try channel.readOutbound(as: ByteBuffer.self) { answered += Array(buffer.readableBytesView) }
         let ack = frame(type: 6, flags: 1, payload: [1, 2, 3, 4, 5, 6, 7, 8])
         #expect(answered == ack + ack)
+        _ = try channel.finish()
+    }
+
+    @Test func aNoErrorResetAfterACompleteResponseIsDroppedAndOthersPass() throws {
+        let response = frame(type: 1, flags: 4, stream: 3, payload: [1, 2])
+        let trailers = frame(type: 1, flags: 5, stream: 3, payload: [3])
+        let resetDone = frame(type: 3, stream: 3, payload: [0, 0, 0, 0])
+        let resetCancel = frame(type: 3, stream: 5, payload: [0, 0, 0, 8])
+        let resetOpen = frame(type: 3, stream: 7, payload: [0, 0, 0, 0])
+        let inbound = response + trailers + resetDone + resetCancel + resetOpen + resetDone
+        let channel = EmbeddedChannel(handler: ServerControlFrameFilter())
+        try channel.writeInbound(ByteBuffer(bytes: inbound))
+        var passed = [UInt8]()
+        while let buffer = try channel.readInbound(as: ByteBuffer.self) { passed += Array(buffer.readableBytesView) }
+        // The first NO_ERROR reset of the ended stream 3 is dropped; a reset with an error code, one
+        // of a stream still open, and a second one of stream 3 pass to the HTTP/2 handler.
+        #expect(passed == response + trailers + resetCancel + resetOpen + resetDone)
         _ = try channel.finish()
     }
 }

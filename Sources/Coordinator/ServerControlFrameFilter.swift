@@ -1,6 +1,7 @@
 import NIOCore
 
-/// Answers the server's HTTP/2 PING frames on a client connection before they reach NIOHTTP2.
+/// Answers the server's HTTP/2 PING frames on a client connection before they reach NIOHTTP2,
+/// and keeps from it the RST_STREAM(NO_ERROR) that ends a response already complete.
 ///
 /// grpc-go (every go-zero service) and gRPC C-core servers estimate bandwidth by sending a PING
 /// after data arrives, about one per request on a busy connection with small messages (grpc-go
@@ -13,19 +14,34 @@ import NIOCore
 /// not an anonymous client, so its pings are answered here, at the byte level in front of the
 /// HTTP/2 handler, exactly as HTTP/2 requires (an ACK with the same 8 bytes, at once).
 ///
+/// The same limit applies to inbound RST_STREAM frames, and grpc-go sends RST_STREAM(NO_ERROR)
+/// after a response whenever it finished before the client's END_STREAM arrived (allowed by
+/// RFC 9113 §8.1: "stop sending, the response is complete"). For a stream whose response the
+/// server already ended, such a reset tells the client nothing it needs — its own END_STREAM is
+/// already on its way and closes the stream — so it is dropped here instead of being counted.
+/// Any other RST_STREAM passes unchanged.
+///
 /// Plaintext connections only: it reads the bytes as they come off the socket.
-final class ServerPingResponder: ChannelDuplexHandler {
+final class ServerControlFrameFilter: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private static let frameHeaderSize = 9
+    private static let dataType: UInt8 = 0
+    private static let headersType: UInt8 = 1
+    private static let resetType: UInt8 = 3
     private static let pingType: UInt8 = 6
     private static let ackFlag: UInt8 = 0x1
+    private static let endStreamFlag: UInt8 = 0x1
+    /// How many recently ended streams are remembered (a reset follows its response at once).
+    private static let endedStreamMemory = 1024
 
     /// Bytes of a frame that has not fully arrived yet.
     private var pending: ByteBuffer?
+    /// Streams whose response the server ended, most recent last.
+    private var endedStreams: [UInt32] = []
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
@@ -44,11 +60,22 @@ final class ServerPingResponder: ChannelDuplexHandler {
             let type = bytes.getInteger(at: cursor + 3, as: UInt8.self)
             let flags = bytes.getInteger(at: cursor + 4, as: UInt8.self) ?? 0
             let stream = bytes.getInteger(at: cursor + 5, as: UInt32.self)
+            let frameEnd = cursor + Self.frameHeaderSize + length
             if type == Self.pingType, flags & Self.ackFlag == 0, length == 8, stream == 0,
                let opaque = bytes.getSlice(at: cursor + Self.frameHeaderSize, length: 8) {
                 forward(bytes, from: run, to: cursor, context: context)
                 answer(opaque, context: context)
-                run = cursor + Self.frameHeaderSize + length
+                run = frameEnd
+            } else if type == Self.resetType, length == 4, let stream = stream.map({ $0 & 0x7FFF_FFFF }),
+                      bytes.getInteger(at: cursor + Self.frameHeaderSize, as: UInt32.self) == 0,
+                      let ended = endedStreams.lastIndex(of: stream) {
+                endedStreams.remove(at: ended)
+                forward(bytes, from: run, to: cursor, context: context)
+                run = frameEnd
+            } else if type == Self.headersType || type == Self.dataType, flags & Self.endStreamFlag != 0,
+                      let stream = stream.map({ $0 & 0x7FFF_FFFF }) {
+                endedStreams.append(stream)
+                if endedStreams.count > Self.endedStreamMemory { endedStreams.removeFirst(endedStreams.count / 2) }
             }
             cursor += Self.frameHeaderSize + length
         }
