@@ -71,10 +71,13 @@ final class RoundsDueNow: Sendable {
     private let state = Mutex(State())
     let signal = WakeSignal()
 
-    /// Asks for a round of `gid` now; ignored once closed (shutdown).
+    /// At most this many gids wait; past it the due index alone finds the rest.
+    static let capacity = 65_536
+
+    /// Asks for a round of `gid` now; ignored once closed (shutdown) or full.
     func add(_ gid: String) {
         let added = state.withLock { state -> Bool in
-            guard !state.closed else { return false }
+            guard !state.closed, state.gids.count < Self.capacity else { return false }
             state.gids.append(gid)
             return true
         }
