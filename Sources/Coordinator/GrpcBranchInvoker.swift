@@ -23,16 +23,11 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// A cached client and when a call last used it.
     private struct Entry {
         let client: GRPCClient<HTTP2ClientTransport.Posix>
-        let id: Int
         var lastUsed: ContinuousClock.Instant
     }
 
-    private struct Clients {
-        var byAddress: [String: Entry] = [:]
-        var nextID = 0
-    }
-
-    private let clients = Mutex(Clients())
+    /// Cached clients by address (`host:port`).
+    private let clients = Mutex<[String: Entry]>([:])
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let startedContinuation: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
     private let logger: Logger
@@ -76,7 +71,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// Closes every connection and refuses new calls.
     public func shutdown() {
         startedContinuation.finish()
-        for entry in clients.withLock({ Array($0.byAddress.values) }) { entry.client.beginGracefulShutdown() }
+        for entry in clients.withLock({ Array($0.values) }) { entry.client.beginGracefulShutdown() }
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
@@ -109,14 +104,6 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 options: callOptions
             ) { response in _ = try response.message }
         }
-        // NIOHPACK (swift-nio-http2 1.46) finds header values in a connection's dynamic table with
-        // String ==, so a value canonically equivalent to one sent before on that connection goes
-        // out as the earlier value's bytes. Two different ASCII strings are never equivalent: a
-        // call whose metadata is all ASCII shares the pooled connection; any other gets its own.
-        let sharesConnection = metadata.allSatisfy { entry in
-            guard case let .string(value) = entry.value else { return true }
-            return value.utf8.allSatisfy { $0 < 0x80 }
-        }
         var lastFailure = BranchResult(.error, "no attempt made")
         for attempt in 1...transportAttempts {
             let address: HostPort
@@ -127,13 +114,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             }
             var entry: Entry?
             do {
-                if sharesConnection {
-                    let pooled = try client(for: address)
-                    entry = pooled
-                    try await send(on: pooled.client)
-                } else {
-                    try await withGRPCClient(transport: try Self.transport(to: address)) { try await send(on: $0) }
-                }
+                let pooled = try client(for: address)
+                entry = pooled
+                try await send(on: pooled.client)
                 return BranchResult(.success)
             } catch let error as RPCError {
                 switch error.code {
@@ -177,14 +160,13 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private func client(for address: HostPort) throws -> Entry {
         try clients.withLock { clients in
             let key = address.description
-            if var existing = clients.byAddress[key] {
+            if var existing = clients[key] {
                 existing.lastUsed = .now
-                clients.byAddress[key] = existing
+                clients[key] = existing
                 return existing
             }
-            clients.nextID += 1
-            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address)), id: clients.nextID, lastUsed: .now)
-            clients.byAddress[key] = entry
+            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address)), lastUsed: .now)
+            clients[key] = entry
             startedContinuation.yield(entry.client)
             logger.debug("opened gRPC channel to \(key)")
             return entry
@@ -193,12 +175,18 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     /// A plaintext HTTP/2 transport to `address` whose connections answer the server's PINGs
     /// themselves and drop the resets that end complete responses (see `ServerControlFrameFilter`:
-    /// grpc-go sends both at a rate that would otherwise close them).
+    /// grpc-go sends both at a rate that would otherwise close them), and whose streams send
+    /// non-ASCII header values byte for byte (see `LiteralNonASCIIHeaders`).
     public static func transport(to address: HostPort) throws -> HTTP2ClientTransport.Posix {
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ServerControlFrameFilter(), position: .first)
+            }
+        }
+        config.channelDebuggingCallbacks.onCreateHTTP2Stream = { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(LiteralNonASCIIHeaders(), position: .first)
             }
         }
         return try HTTP2ClientTransport.Posix(
@@ -208,8 +196,8 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.
     private func drop(_ entry: Entry, of address: HostPort) {
         let dropped = clients.withLock { clients -> Bool in
-            guard clients.byAddress[address.description]?.id == entry.id else { return false }
-            clients.byAddress[address.description] = nil
+            guard clients[address.description]?.client === entry.client else { return false }
+            clients[address.description] = nil
             return true
         }
         if dropped { entry.client.beginGracefulShutdown() }
@@ -219,8 +207,8 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private func closeIdleClients() {
         let now = ContinuousClock.now
         let idle = clients.withLock { clients -> [Entry] in
-            let idle = clients.byAddress.filter { now - $0.value.lastUsed > idleLimit }
-            for key in idle.keys { clients.byAddress[key] = nil }
+            let idle = clients.filter { now - $0.value.lastUsed > idleLimit }
+            for key in idle.keys { clients[key] = nil }
             return Array(idle.values)
         }
         for entry in idle { entry.client.beginGracefulShutdown() }
@@ -228,7 +216,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     }
 
     /// How many addresses have a cached client (for tests).
-    var cachedClientCount: Int { clients.withLock { $0.byAddress.count } }
+    var cachedClientCount: Int { clients.withLock { $0.count } }
 }
 
 /// Passes message bytes through unchanged, both ways.
