@@ -10,7 +10,8 @@ let package = Package(
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
-        .library(name: "Discovery", targets: ["Discovery"]),
+        .library(name: "DTMWire", targets: ["DTMWire"]),
+        .library(name: "DTMDiscovery", targets: ["DTMDiscovery"]),
         .executable(name: "dtmd", targets: ["dtmd"]),
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
         .executable(name: "dtmctl", targets: ["DTMCtl"]),
@@ -36,6 +37,38 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
+        // ── The wire and the SDK: nothing here links the server ──────────────────────────────
+        .target(
+            name: "DTMWire",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "DTMDiscovery",
+            dependencies: [
+                "DTMWire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "DTMClient",
+            dependencies: [
+                "DTMWire",
+                "DTMDiscovery",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // ── The server ─────────────────────────────────────────────────────────────────────
         .systemLibrary(
             name: "CLMDB",
             path: "Sources/CLMDB",
@@ -57,83 +90,35 @@ let package = Package(
             ]
         ),
         .target(
-            name: "Coordinator",
+            name: "Invokers",
             dependencies: [
-                "EventLog",
-                "Projections",
+                "DTMWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]
         ),
         .target(
-            name: "Discovery",
+            name: "Coordinator",
             dependencies: [
-                "Coordinator",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "DTMWire",
+                "EventLog",
+                "Projections",
+                "Invokers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
-        ),
-        .target(
-            name: "DtmProtocol",
-            dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
-        ),
-        .target(
-            name: "DTMClient",
-            dependencies: [
-                "DtmProtocol",
-                "Discovery",
-                "Coordinator",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
-        ),
-        .target(
-            name: "TransProtocol",
-            dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ],
-            path: "Examples/gozero/TransProtocol"
-        ),
-        .executableTarget(
-            name: "TransService",
-            dependencies: [
-                "TransProtocol", "DTMClient", "Discovery",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Examples/gozero/TransService"
-        ),
-        .executableTarget(
-            name: "TransApp",
-            dependencies: [
-                "TransProtocol", "DTMClient",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Examples/gozero/TransApp"
         ),
         .target(
             name: "GrpcGateway",
             dependencies: [
-                "DtmProtocol",
+                "DTMWire",
                 "Coordinator",
                 "EventLog",
                 "Projections",
@@ -146,6 +131,7 @@ let package = Package(
         .target(
             name: "HttpGateway",
             dependencies: [
+                "DTMWire",
                 "Coordinator",
                 "Projections",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -155,13 +141,14 @@ let package = Package(
         .executableTarget(
             name: "dtmd",
             dependencies: [
+                "DTMWire",
+                "DTMDiscovery",
                 "EventLog",
                 "Projections",
+                "Invokers",
                 "Coordinator",
                 "GrpcGateway",
                 "HttpGateway",
-                "Discovery",
-                "DTMClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -173,13 +160,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // ── Tools ──────────────────────────────────────────────────────────────────────────
         .executableTarget(
             name: "DTMBench",
             dependencies: [
+                "DTMWire",
+                "Invokers",
                 "EventLog",
                 "Projections",
-                "Coordinator",
-                "DtmProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -198,6 +186,36 @@ let package = Package(
             ],
             path: "tools/dtmctl"
         ),
+        // ── The go-zero example: a Swift service and app that only link the SDK ───────────────
+        .target(
+            name: "TransProtocol",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Examples/gozero/TransProtocol"
+        ),
+        .executableTarget(
+            name: "TransService",
+            dependencies: [
+                "TransProtocol", "DTMClient", "DTMDiscovery", "DTMWire",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/gozero/TransService"
+        ),
+        .executableTarget(
+            name: "TransApp",
+            dependencies: [
+                "TransProtocol", "DTMClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/gozero/TransApp"
+        ),
+        // ── Tests ──────────────────────────────────────────────────────────────────────────
         .executableTarget(
             name: "CrashWriter",
             dependencies: ["EventLog"],
@@ -214,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "DTMClientTests",
             dependencies: [
-                "DTMClient", "Coordinator", "GrpcGateway", "EventLog", "Projections",
+                "DTMClient", "DTMWire", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "Projections",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -222,7 +240,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "Projections", "EventLog", "GrpcGateway",
+                "Coordinator", "Invokers", "DTMWire", "Projections", "EventLog", "GrpcGateway",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -26,12 +26,12 @@ protoc -I Protos \
 
 # dtm's gRPC service: messages and grpc-swift-2 server and client code, shared by the gateway
 # and the client SDK.
-mkdir -p Sources/DtmProtocol/Generated
+mkdir -p Sources/DTMWire/Generated
 protoc -I Protos/dtmgimp \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-  --swift_out=Sources/DtmProtocol/Generated --swift_opt=Visibility=Public \
-  --grpc-swift-2_out=Sources/DtmProtocol/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public \
+  --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
   Protos/dtmgimp/dtmgimp.proto
 
 # The go-zero walk-through's trans service.

@@ -1,5 +1,7 @@
+import DTMWire
 import EventLog
 import Foundation
+import Invokers
 import Logging
 import Projections
 
@@ -48,7 +50,7 @@ public final class Coordinator: Sendable {
         try await locks.withLock(request.gid) {
             if let existing = try self.view.transaction(request.gid) {
                 guard existing.status == .prepared else {
-                    throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot prepare")
+                    throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare")
                 }
                 return
             }
@@ -76,7 +78,7 @@ public final class Coordinator: Sendable {
                 case .submitted:
                     return .nothing
                 default:
-                    throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot submit")
+                    throw RequestError.failure("current status '\(existing.status.dtmName)', cannot submit")
                 }
             } else {
                 try await self.record([.created(created)], gid: request.gid)
@@ -92,7 +94,7 @@ public final class Coordinator: Sendable {
         case .nothing:
             return
         case let .answer(finished):
-            guard finished.status == .succeed else { throw CoordinatorError.failure(Self.waitResultMessage(finished)) }
+            guard finished.status == .succeed else { throw RequestError.failure(Self.waitResultMessage(finished)) }
         case .driveInBackground:
             roundsDueNow.add(request.gid)
         }
@@ -114,7 +116,7 @@ public final class Coordinator: Sendable {
         try RequestValidation.gid(request.gid)
         try await locks.withLock(request.gid) {
             guard let existing = try self.view.transaction(request.gid) else {
-                throw CoordinatorError.failure("transaction '\(request.gid)' not found, cannot abort")
+                throw RequestError.failure("transaction '\(request.gid)' not found, cannot abort")
             }
             if existing.transType == Msg.transType, existing.status == .prepared {
                 try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
@@ -123,7 +125,7 @@ public final class Coordinator: Sendable {
             guard [Tcc.transType, Xa.transType].contains(existing.transType),
                   existing.status == .prepared || existing.status == .aborting
             else {
-                throw CoordinatorError.failure("trans type: '\(existing.transType)' current status '\(existing.status.dtmName)', cannot abort")
+                throw RequestError.failure("trans type: '\(existing.transType)' current status '\(existing.status.dtmName)', cannot abort")
             }
             if existing.status == .prepared {
                 try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .aborting; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
@@ -132,7 +134,7 @@ public final class Coordinator: Sendable {
         logger.info("transaction aborted", metadata: ["gid": "\(request.gid)"])
         let state = try await drive(request.gid)
         if request.waitResult, let state, state.status != .failed {
-            throw CoordinatorError.ongoing("transaction is \(state.status.dtmName), rollback not finished")
+            throw RequestError.ongoing("transaction is \(state.status.dtmName), rollback not finished")
         }
     }
 
@@ -141,14 +143,14 @@ public final class Coordinator: Sendable {
     public func registerBranch(_ request: BranchRegistrationRequest) async throws {
         try RequestValidation.gid(request.gid)
         guard !request.branchID.isEmpty, request.branchID.utf8.count <= 64 else {
-            throw CoordinatorError.invalidArgument("BranchID must be 1 to 64 characters")
+            throw RequestError.invalidArgument("BranchID must be 1 to 64 characters")
         }
         let ops: [String]
         switch request.transType {
         case Tcc.transType: ops = ["cancel", "confirm"]
         case Xa.transType: ops = ["rollback", "commit"]
-        case "workflow": throw CoordinatorError.unimplemented("TransType 'workflow' is not supported by this server yet")
-        default: throw CoordinatorError.invalidArgument("TransType '\(request.transType)' does not register branches; expected tcc or xa")
+        case "workflow": throw RequestError.unimplemented("TransType 'workflow' is not supported by this server yet")
+        default: throw RequestError.invalidArgument("TransType '\(request.transType)' does not register branches; expected tcc or xa")
         }
         let specs = try ops.map { op in
             let url = request.transType == Xa.transType ? request.data["url"] ?? "" : request.data[op] ?? ""
@@ -162,13 +164,13 @@ public final class Coordinator: Sendable {
         }
         try await locks.withLock(request.gid) {
             guard let existing = try self.view.transaction(request.gid) else {
-                throw CoordinatorError.failure("transaction '\(request.gid)' not found, cannot register branch")
+                throw RequestError.failure("transaction '\(request.gid)' not found, cannot register branch")
             }
             guard existing.status == .prepared else {
-                throw CoordinatorError.failure("current status '\(existing.status.dtmName)' cannot register branch")
+                throw RequestError.failure("current status '\(existing.status.dtmName)' cannot register branch")
             }
             guard existing.transType == request.transType else {
-                throw CoordinatorError.failure("transaction '\(request.gid)' is \(existing.transType), cannot register a \(request.transType) branch")
+                throw RequestError.failure("transaction '\(request.gid)' is \(existing.transType), cannot register a \(request.transType) branch")
             }
             let new = specs.filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
             try await self.record(new.map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }, gid: request.gid)
@@ -180,10 +182,10 @@ public final class Coordinator: Sendable {
         try RequestValidation.gid(gid)
         try await locks.withLock(gid) {
             guard let existing = try self.view.transaction(gid) else {
-                throw CoordinatorError.failure("transaction '\(gid)' not found, cannot force stop")
+                throw RequestError.failure("transaction '\(gid)' not found, cannot force stop")
             }
             guard !existing.status.isTerminal else {
-                throw CoordinatorError.failure("current status '\(existing.status.dtmName)', cannot force stop")
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot force stop")
             }
             try await self.record([.statusChanged(.with {
                 $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
@@ -197,7 +199,7 @@ public final class Coordinator: Sendable {
         try RequestValidation.gid(gid)
         try await locks.withLock(gid) {
             guard let existing = try self.view.transaction(gid) else {
-                throw CoordinatorError.failure("transaction '\(gid)' not found")
+                throw RequestError.failure("transaction '\(gid)' not found")
             }
             guard !existing.status.isTerminal else { return }
             try await self.record([.retryScheduled(.with { $0.dueUs = self.clock(); $0.retryInterval = existing.retryInterval })], gid: gid)
@@ -284,7 +286,8 @@ public final class Coordinator: Sendable {
             calls.append((ref, attempt, BranchCall(
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
-                timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound))))
+                timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound),
+                postsEmptyPayload: state.transType == Xa.transType)))
         }
         try flush()
         let invoker = self.invoker
@@ -306,21 +309,22 @@ public final class Coordinator: Sendable {
         var outcomes = [(branch: BranchRef, outcome: AttemptOutcome)]()
         for (index, result, durationUs) in results {
             let (ref, attempt, _) = calls[index]
+            let outcome = AttemptOutcome(result.outcome)
             record(.attemptFinished(.with {
                 $0.branchID = ref.branchID
                 $0.op = ref.op
                 $0.attempt = attempt
-                $0.outcome = result.outcome
+                $0.outcome = outcome
                 $0.durationUs = durationUs
                 $0.error = result.message
             }))
-            DtmMetrics.branchCalled(model: state.transType, branchID: ref.branchID, op: ref.op, outcome: result.outcome)
+            DtmMetrics.branchCalled(model: state.transType, branchID: ref.branchID, op: ref.op, outcome: outcome)
             if result.outcome != .success {
                 let final = Modes.mode(state.transType)?.failureIsFinal(op: ref.op) ?? true
                 let note = result.outcome == .failure && !final ? " (dtm semantics: this op is retried until it succeeds)" : ""
                 logger.warning("branch \(ref) answered \(result.outcome)\(note)", metadata: ["gid": "\(state.gid)", "error": "\(result.message)"])
             }
-            outcomes.append((ref, result.outcome))
+            outcomes.append((ref, outcome))
         }
         return outcomes
     }
@@ -335,5 +339,17 @@ public final class Coordinator: Sendable {
         if !state.rollbackReason.isEmpty { return state.rollbackReason }
         let lastError = state.branches.filter { !$0.lastError.isEmpty }.max { $0.updateTimeUs < $1.updateTimeUs }?.lastError
         return "transaction is \(state.status.dtmName)" + (lastError.map { ": \($0)" } ?? "")
+    }
+}
+
+extension AttemptOutcome {
+    /// How a branch's answer is recorded.
+    init(_ result: DtmResult) {
+        switch result {
+        case .success: self = .success
+        case .failure: self = .failure
+        case .ongoing: self = .ongoing
+        case .error: self = .error
+        }
     }
 }

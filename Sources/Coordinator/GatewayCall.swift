@@ -1,7 +1,8 @@
+import DTMWire
 import Logging
 
 /// How both gateways run a client's call: dtm's call metrics are recorded, every error leaves as
-/// a `CoordinatorError` (storage and internal failures described, never "unknown"), and the
+/// a `RequestError` (storage and internal failures described, never "unknown"), and the
 /// server's own faults are logged at error level with the API and gid.
 public enum GatewayCall {
     /// Runs `body` for `api` arriving over `transport` (`grpc` or `http`).
@@ -11,16 +12,11 @@ public enum GatewayCall {
         let start = ContinuousClock.now
         do {
             let result = try await body()
-            DtmMetrics.recordCall(type: transport, api: api, status: "SUCCESS", duration: ContinuousClock.now - start)
+            DtmMetrics.recordCall(type: transport, api: api, status: DtmResult.success.rawValue, duration: ContinuousClock.now - start)
             return result
         } catch {
-            let refusal = CoordinatorError(error)
-            let status = switch refusal {
-            case .failure: "FAILURE"
-            case .ongoing: "ONGOING"
-            case .invalidArgument, .unimplemented, .requestTooLarge, .storageFull, .unavailable: "ERROR"
-            }
-            DtmMetrics.recordCall(type: transport, api: api, status: status, duration: ContinuousClock.now - start)
+            let refusal = RequestError(storage: error)
+            DtmMetrics.recordCall(type: transport, api: api, status: refusal.result.rawValue, duration: ContinuousClock.now - start)
             if refusal.isServerFault {
                 logger.error("\(api) failed: \(refusal)", metadata: ["transport": "\(transport)", "gid": "\(gid)"])
             }

@@ -1,3 +1,4 @@
+import DTMWire
 import Foundation
 import Projections
 
@@ -90,7 +91,7 @@ public enum RequestBounds {
     /// `value` if it lies in `range`, else InvalidArgument naming `field`, the range and the value.
     public static func check(_ value: Int64, in range: ClosedRange<Int64>, field: String, unit: String = "seconds") throws -> Int64 {
         guard range.contains(value) else {
-            throw CoordinatorError.invalidArgument("\(field) must be between \(range.lowerBound) and \(range.upperBound) \(unit), got \(value)")
+            throw RequestError.invalidArgument("\(field) must be between \(range.lowerBound) and \(range.upperBound) \(unit), got \(value)")
         }
         return value
     }
@@ -98,37 +99,37 @@ public enum RequestBounds {
 
 enum RequestValidation {
     static func gid(_ gid: String) throws {
-        guard !gid.isEmpty else { throw CoordinatorError.invalidArgument("Gid must not be empty") }
+        guard !gid.isEmpty else { throw RequestError.invalidArgument("Gid must not be empty") }
         guard gid.utf8.count <= maximumGidLength else {
-            throw CoordinatorError.invalidArgument("Gid is \(gid.utf8.count) bytes long; at most \(maximumGidLength) are allowed")
+            throw RequestError.invalidArgument("Gid is \(gid.utf8.count) bytes long; at most \(maximumGidLength) are allowed")
         }
         guard !gid.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "/" }) else {
-            throw CoordinatorError.invalidArgument("Gid '\(gid)' contains a control character or '/'")
+            throw RequestError.invalidArgument("Gid '\(gid)' contains a control character or '/'")
         }
     }
 
     static func mode(_ transType: String) throws -> any TransactionMode.Type {
         if transType == "workflow" {
-            throw CoordinatorError.unimplemented("TransType 'workflow' is not supported by this server yet")
+            throw RequestError.unimplemented("TransType 'workflow' is not supported by this server yet")
         }
         guard let mode = Modes.mode(transType) else {
-            throw CoordinatorError.invalidArgument("TransType '\(transType)' is unknown; expected one of saga, msg, tcc, xa")
+            throw RequestError.invalidArgument("TransType '\(transType)' is unknown; expected one of saga, msg, tcc, xa")
         }
         return mode
     }
 
     static func url(_ url: String, field: String) throws {
         guard !url.isEmpty else { return }
-        if isHTTPURL(url) {
+        if isHTTPBranchURL(url) {
             guard let parsed = URLComponents(string: url), parsed.host?.isEmpty == false else {
-                throw CoordinatorError.invalidArgument("\(field): '\(url)' is not a valid HTTP URL")
+                throw RequestError.invalidArgument("\(field): '\(url)' is not a valid HTTP URL")
             }
             return
         }
         do {
             _ = try GrpcBranchURL(parsing: url)
-        } catch let CoordinatorError.invalidArgument(message) {
-            throw CoordinatorError.invalidArgument("\(field): \(message)")
+        } catch let RequestError.invalidArgument(message) {
+            throw RequestError.invalidArgument("\(field): \(message)")
         }
     }
 
@@ -148,7 +149,7 @@ enum TransactionCreation {
         _ = try RequestBounds.check(request.retryLimit, in: RequestBounds.retryLimit, field: "RetryLimit", unit: "attempts")
         let steps = try parseSteps(request.steps)
         if steps.count != request.payloads.count {
-            throw CoordinatorError.invalidArgument("Steps has \(steps.count) steps but BinPayloads has \(request.payloads.count) payloads")
+            throw RequestError.invalidArgument("Steps has \(steps.count) steps but BinPayloads has \(request.payloads.count) payloads")
         }
         let custom = try parseCustomData(request.customData, stepCount: steps.count)
         try RequestValidation.url(request.queryPrepared, field: "QueryPrepared")
@@ -193,7 +194,7 @@ enum TransactionCreation {
         for (index, step) in steps.enumerated() where !ops.isEmpty {
             let branchID = String(format: "%02d", index + 1)
             guard step["action"] != nil else {
-                throw CoordinatorError.invalidArgument("Steps[\(index)] has no \"action\" URL")
+                throw RequestError.invalidArgument("Steps[\(index)] has no \"action\" URL")
             }
             for op in ops {
                 let url = step[op] ?? ""
@@ -223,18 +224,18 @@ enum TransactionCreation {
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(trimmed.utf8))
         } catch {
-            throw CoordinatorError.invalidArgument("Steps is not valid JSON: expected an array of {\"op\": \"url\"} objects")
+            throw RequestError.invalidArgument("Steps is not valid JSON: expected an array of {\"op\": \"url\"} objects")
         }
         guard let array = parsed as? [Any] else {
-            throw CoordinatorError.invalidArgument("Steps must be a JSON array of {\"op\": \"url\"} objects")
+            throw RequestError.invalidArgument("Steps must be a JSON array of {\"op\": \"url\"} objects")
         }
         return try array.enumerated().map { index, element in
             guard let object = element as? [String: Any] else {
-                throw CoordinatorError.invalidArgument("Steps[\(index)] must be an object mapping op to URL")
+                throw RequestError.invalidArgument("Steps[\(index)] must be an object mapping op to URL")
             }
             return try object.mapValues { value in
                 guard let url = value as? String else {
-                    throw CoordinatorError.invalidArgument("Steps[\(index)] has a URL that is not a string")
+                    throw RequestError.invalidArgument("Steps[\(index)] has a URL that is not a string")
                 }
                 return url
             }
@@ -252,21 +253,21 @@ enum TransactionCreation {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty, trimmed != "null" else { return custom }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
-            throw CoordinatorError.invalidArgument("CustomedData must be a JSON object")
+            throw RequestError.invalidArgument("CustomedData must be a JSON object")
         }
         if let concurrent = object["concurrent"] {
-            guard let flag = concurrent as? Bool else { throw CoordinatorError.invalidArgument("CustomedData.concurrent must be true or false") }
+            guard let flag = concurrent as? Bool else { throw RequestError.invalidArgument("CustomedData.concurrent must be true or false") }
             custom.concurrent = flag
         }
         if let delay = object["delay"] {
             guard let number = delay as? NSNumber, let seconds = RequestBounds.wholeNumber(number) else {
-                throw CoordinatorError.invalidArgument("CustomedData.delay must be a whole number of seconds")
+                throw RequestError.invalidArgument("CustomedData.delay must be a whole number of seconds")
             }
             custom.delaySeconds = try RequestBounds.check(seconds, in: RequestBounds.delay, field: "CustomedData.delay")
         }
         if let orders = object["orders"], !(orders is NSNull) {
             guard let map = orders as? [String: Any] else {
-                throw CoordinatorError.invalidArgument("CustomedData.orders must map a step index to the indexes it waits for")
+                throw RequestError.invalidArgument("CustomedData.orders must map a step index to the indexes it waits for")
             }
             for (key, value) in map {
                 guard let step = Int32(key), step >= 0, Int(step) < stepCount,
@@ -274,7 +275,7 @@ enum TransactionCreation {
                       after.count == (value as? [Any])?.count,
                       after.allSatisfy({ $0 >= 0 && Int($0) < stepCount && $0 != step })
                 else {
-                    throw CoordinatorError.invalidArgument("CustomedData.orders[\"\(key)\"] must list step indexes below \(stepCount) other than itself")
+                    throw RequestError.invalidArgument("CustomedData.orders[\"\(key)\"] must list step indexes below \(stepCount) other than itself")
                 }
                 custom.orders.append(StepOrder.with { $0.step = step; $0.after = after })
             }
@@ -289,7 +290,7 @@ enum TransactionCreation {
         var state = [Int32: Bool]() // false = visiting, true = done
         func visit(_ step: Int32) throws {
             if state[step] == true { return }
-            if state[step] == false { throw CoordinatorError.invalidArgument("CustomedData.orders has a cycle through step \(step)") }
+            if state[step] == false { throw RequestError.invalidArgument("CustomedData.orders has a cycle through step \(step)") }
             state[step] = false
             for next in edges[step] ?? [] { try visit(next) }
             state[step] = true

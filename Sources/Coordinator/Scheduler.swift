@@ -1,4 +1,5 @@
 import EventLog
+import DTMWire
 import Foundation
 import Logging
 import Projections
@@ -46,7 +47,7 @@ public struct Scheduler: Service {
                         } catch {
                             // One transaction that cannot be driven (say, its stored state is
                             // damaged) must not stop the rest: it waits a while, then is tried again.
-                            logger.error("round failed; trying again in \(failurePause): \(CoordinatorError(error))", metadata: ["gid": "\(gid)"])
+                            logger.error("round failed; trying again in \(failurePause): \(RequestError(storage: error))", metadata: ["gid": "\(gid)"])
                             running.failed.withLock { $0[gid.exact] = .now + failurePause }
                         }
                     }

@@ -1,6 +1,5 @@
-import Coordinator
-import Discovery
-import DtmProtocol
+import DTMDiscovery
+import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -64,10 +63,10 @@ public struct DtmClient: Sendable {
         do {
             return try await body()
         } catch let error as RPCError {
-            switch error.code {
-            case .aborted: throw DtmError.failure(error.message)
-            case .failedPrecondition: throw DtmError.ongoing(error.message)
-            default: throw error
+            switch DtmResult(grpcCode: error.code) {
+            case .failure: throw DtmError.failure(error.message)
+            case .ongoing: throw DtmError.ongoing(error.message)
+            case .success, .error: throw error
             }
         }
     }
@@ -92,11 +91,7 @@ public struct DtmClient: Sendable {
     func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws {
         let parsed = try GrpcBranchURL(parsing: url)
         let address = try await resolver.address(for: parsed.target)
-        var metadata = Metadata()
-        metadata.addString(gid, forKey: "dtm-gid")
-        metadata.addString(transType, forKey: "dtm-trans_type")
-        metadata.addString(branchID, forKey: "dtm-branch_id")
-        metadata.addString(op, forKey: "dtm-op")
+        let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op).metadata()
         try await withGRPCClient(
             transport: try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
         ) { client in

@@ -1,5 +1,4 @@
-import Coordinator
-import DtmProtocol
+import DTMWire
 import Foundation
 import GRPCCore
 

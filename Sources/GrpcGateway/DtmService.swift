@@ -1,5 +1,5 @@
 import Coordinator
-import DtmProtocol
+import DTMWire
 import GRPCCore
 import Logging
 import Projections
@@ -7,9 +7,7 @@ import SwiftProtobuf
 
 /// dtm's `dtmgimp.Dtm` gRPC service on top of the coordinator, wire-compatible with dtm's clients.
 ///
-/// Domain errors map to status codes as dtm maps them: FAILURE → Aborted, ONGOING →
-/// FailedPrecondition; malformed input → InvalidArgument naming the field; a full store →
-/// ResourceExhausted, a failed one → Unavailable, each with the reason.
+/// Refusals leave with dtm's status codes (`RPCError(RequestError)` in DTMWire).
 public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     let coordinator: Coordinator
     let logger: Logger
@@ -67,21 +65,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
             try await GatewayCall.run(transport: "grpc", api: api, gid: gid, logger: logger, body)
             return Google_Protobuf_Empty()
         } catch {
-            throw RPCError(CoordinatorError(error))
-        }
-    }
-}
-
-extension RPCError {
-    /// dtm's status code for a coordinator error.
-    public init(_ error: CoordinatorError) {
-        switch error {
-        case let .failure(message): self.init(code: .aborted, message: message)
-        case let .ongoing(message): self.init(code: .failedPrecondition, message: message)
-        case let .invalidArgument(message): self.init(code: .invalidArgument, message: message)
-        case let .unimplemented(message): self.init(code: .unimplemented, message: message)
-        case let .requestTooLarge(message), let .storageFull(message): self.init(code: .resourceExhausted, message: message)
-        case let .unavailable(message): self.init(code: .unavailable, message: message)
+            throw RPCError(RequestError(storage: error))
         }
     }
 }

@@ -1,4 +1,5 @@
 import Coordinator
+import DTMWire
 import Foundation
 import Hummingbird
 import Logging
@@ -22,13 +23,13 @@ public enum HttpApi {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics())))
         }
         let api = router.group("/api/dtmsvr")
-        api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": "SUCCESS"]) }
+        api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": DtmResult.success.rawValue]) }
         api.get("version") { _, _ in json(["version": "swiftdtm-\(version)"]) }
         func command(_ path: String, _ body: @escaping @Sendable (Request) async throws -> Void) {
             api.post(RouterPath(stringLiteral: path)) { request, _ in
                 await answer(path, logger: logger) {
                     try await body(request)
-                    return ["dtm_result": "SUCCESS"]
+                    return ["dtm_result": DtmResult.success.rawValue]
                 }
             }
         }
@@ -43,7 +44,7 @@ public enum HttpApi {
         api.get("query") { request, _ in
             await answer("query", logger: logger) {
                 guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
-                    throw CoordinatorError.invalidArgument("gid is required")
+                    throw RequestError.invalidArgument("gid is required")
                 }
                 let state = try coordinator.transaction(gid)
                 return [
@@ -69,12 +70,12 @@ public enum HttpApi {
         do {
             buffer = try await request.body.collect(upTo: maximumBodyBytes)
         } catch is NIOTooManyBytesError {
-            throw CoordinatorError.requestTooLarge("the request body is larger than \(maximumBodyBytes) bytes")
+            throw RequestError.requestTooLarge("the request body is larger than \(maximumBodyBytes) bytes")
         }
         let data = Data(buffer: buffer)
-        guard !data.isEmpty else { throw CoordinatorError.invalidArgument("the request body is empty; expected a JSON object") }
+        guard !data.isEmpty else { throw RequestError.invalidArgument("the request body is empty; expected a JSON object") }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw CoordinatorError.invalidArgument("the request body is not a JSON object")
+            throw RequestError.invalidArgument("the request body is not a JSON object")
         }
         return object
     }
@@ -122,23 +123,11 @@ public enum HttpApi {
         do {
             return json(try await GatewayCall.run(transport: "http", api: api, logger: logger, body))
         } catch {
-            let refusal = CoordinatorError(error)
-            switch refusal {
-            case let .failure(message):
-                return json(["dtm_result": "FAILURE", "message": message], status: .conflict)
-            case let .ongoing(message):
-                return json(["dtm_result": "ONGOING", "message": message], status: .init(code: 425, reasonPhrase: "Too Early"))
-            case let .invalidArgument(message):
-                return json(["message": message], status: .badRequest)
-            case let .unimplemented(message):
-                return json(["message": message], status: .notImplemented)
-            case let .requestTooLarge(message):
-                return json(["message": message], status: .contentTooLarge)
-            case let .storageFull(message):
-                return json(["message": message], status: .init(code: 507, reasonPhrase: "Insufficient Storage"))
-            case let .unavailable(message):
-                return json(["message": message], status: .serviceUnavailable)
-            }
+            let refusal = RequestError(storage: error)
+            var envelope: [String: Any] = ["message": refusal.description]
+            if refusal.result == .failure || refusal.result == .ongoing { envelope["dtm_result"] = refusal.result.rawValue }
+            let status = refusal.httpStatus
+            return json(envelope, status: .init(code: status.code, reasonPhrase: status.reason))
         }
     }
 
@@ -148,17 +137,17 @@ public enum HttpApi {
         let transType = parameters["transType"].map(String.init) ?? ""
         let limitText = parameters["limit"].map(String.init) ?? "100"
         guard let limit = Int(limitText), limit > 0 else {
-            throw CoordinatorError.invalidArgument("limit must be a positive number")
+            throw RequestError.invalidArgument("limit must be a positive number")
         }
         var position: [UInt8]?
         if let token = parameters["position"].map(String.init), !token.isEmpty {
-            guard let bytes = Data(base64Encoded: token) else { throw CoordinatorError.invalidArgument("position is not one this server returned") }
+            guard let bytes = Data(base64Encoded: token) else { throw RequestError.invalidArgument("position is not one this server returned") }
             position = Array(bytes)
         }
         /// A create-time bound in ms since 1970, as µs.
         func createTime(_ name: String) throws -> Int64? {
             guard let text = parameters[Substring(name)].map(String.init), !text.isEmpty else { return nil }
-            guard let milliseconds = Int64(text) else { throw CoordinatorError.invalidArgument("\(name) must be a time in milliseconds since 1970") }
+            guard let milliseconds = Int64(text) else { throw RequestError.invalidArgument("\(name) must be a time in milliseconds since 1970") }
             return try RequestBounds.check(milliseconds, in: RequestBounds.createTimeMilliseconds, field: name, unit: "milliseconds") * 1000
         }
         let start = try createTime("createTimeStart") ?? 0
@@ -251,8 +240,8 @@ struct JSONBody {
     }
 
     func string(_ key: String) throws -> String {
-        guard let value = present(key) else { throw CoordinatorError.invalidArgument("\(key) is required") }
-        guard let text = value as? String else { throw CoordinatorError.invalidArgument("\(key) must be a string") }
+        guard let value = present(key) else { throw RequestError.invalidArgument("\(key) is required") }
+        guard let text = value as? String else { throw RequestError.invalidArgument("\(key) must be a string") }
         return text
     }
 
@@ -262,7 +251,7 @@ struct JSONBody {
 
     func bool(_ key: String) throws -> Bool {
         guard let value = present(key) else { return false }
-        guard let flag = value as? Bool else { throw CoordinatorError.invalidArgument("\(key) must be true or false") }
+        guard let flag = value as? Bool else { throw RequestError.invalidArgument("\(key) must be true or false") }
         return flag
     }
 
@@ -270,18 +259,18 @@ struct JSONBody {
         guard let value = present(key) else { return 0 }
         if let number = value as? NSNumber {
             guard let whole = RequestBounds.wholeNumber(number) else {
-                throw CoordinatorError.invalidArgument("\(key) must be a whole number within 64 bits, got \(number)")
+                throw RequestError.invalidArgument("\(key) must be a whole number within 64 bits, got \(number)")
             }
             return whole
         }
         if let text = value as? String, let number = Int64(text) { return number }
-        throw CoordinatorError.invalidArgument("\(key) must be a whole number")
+        throw RequestError.invalidArgument("\(key) must be a whole number")
     }
 
     func strings(_ key: String) throws -> [String] {
         guard let value = present(key) else { return [] }
         guard let array = value as? [Any], let strings = array as? [String] else {
-            throw CoordinatorError.invalidArgument("\(key) must be an array of strings")
+            throw RequestError.invalidArgument("\(key) must be an array of strings")
         }
         return strings
     }
@@ -289,7 +278,7 @@ struct JSONBody {
     func stringMap(_ key: String) throws -> [String: String] {
         guard let value = present(key) else { return [:] }
         guard let map = value as? [String: String] else {
-            throw CoordinatorError.invalidArgument("\(key) must map strings to strings")
+            throw RequestError.invalidArgument("\(key) must map strings to strings")
         }
         return map
     }
@@ -298,7 +287,7 @@ struct JSONBody {
     func jsonText(_ key: String) throws -> String {
         guard let value = present(key) else { return "" }
         if let text = value as? String { return text }
-        guard JSONSerialization.isValidJSONObject(value) else { throw CoordinatorError.invalidArgument("\(key) is not valid JSON") }
+        guard JSONSerialization.isValidJSONObject(value) else { throw RequestError.invalidArgument("\(key) is not valid JSON") }
         return String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
     }
 }

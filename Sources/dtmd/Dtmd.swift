@@ -1,7 +1,7 @@
 import ArgumentParser
 import Coordinator
-import DTMClient
-import Discovery
+import DTMDiscovery
+import DTMWire
 import EventLog
 import Foundation
 import GRPCCore
@@ -9,6 +9,7 @@ import GRPCNIOTransportHTTP2
 import GrpcGateway
 import HttpGateway
 import Hummingbird
+import Invokers
 import Logging
 import Metrics
 import Projections

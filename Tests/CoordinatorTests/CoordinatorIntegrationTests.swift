@@ -1,4 +1,6 @@
 @testable import Coordinator
+import DTMWire
+@testable import Invokers
 import EventLog
 import Foundation
 import GRPCCore
@@ -55,7 +57,7 @@ final class SwiftBranchServer: Sendable {
     }
 
     func url(_ method: String) async throws -> String {
-        guard let address = try await server.listeningAddress?.ipv4 else { throw CoordinatorError.failure("not listening") }
+        guard let address = try await server.listeningAddress?.ipv4 else { throw RequestError.failure("not listening") }
         return "127.0.0.1:\(address.port)/busi.Busi/\(method)"
     }
 }
@@ -129,10 +131,10 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             request.steps = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
             request.payloads = [Data(), Data()]
             request.waitResult = true
-            await #expect(throws: CoordinatorError.failure("planned aborted")) { try await coordinator.submit(request) }
+            await #expect(throws: RequestError.failure("planned aborted")) { try await coordinator.submit(request) }
             #expect(busi.calls.withLock { $0.map(\.method) } == ["A1", "A2", "C2", "C1"])
             #expect(try coordinator.transaction("saga-fail")?.status == .failed)
-            await #expect(throws: CoordinatorError.failure("current status 'failed', cannot submit")) { try await coordinator.submit(request) }
+            await #expect(throws: RequestError.failure("current status 'failed', cannot submit")) { try await coordinator.submit(request) }
         }
     }
 

@@ -1,4 +1,6 @@
 @testable import Coordinator
+import DTMWire
+@testable import Invokers
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

@@ -1,4 +1,6 @@
 @testable import Coordinator
+import DTMWire
+@testable import Invokers
 import EventLog
 import Foundation
 import Projections

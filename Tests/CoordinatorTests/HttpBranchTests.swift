@@ -1,4 +1,6 @@
 @testable import Coordinator
+import DTMWire
+@testable import Invokers
 import Projections
 import Testing
 
@@ -18,8 +20,8 @@ import Testing
     @Test func httpURLsAreBranchURLsToo() throws {
         try RequestValidation.url("http://localhost:8081/api/busi/TransOut", field: "Steps[0].action")
         try RequestValidation.url("https://busi.example/api/TransIn?x=1", field: "Steps[0].action")
-        #expect(throws: CoordinatorError.self) { try RequestValidation.url("http:///nohost", field: "Steps[0].action") }
-        #expect(isHTTPURL("http://a/b"))
-        #expect(!isHTTPURL("localhost:1/a.B/C"))
+        #expect(throws: RequestError.self) { try RequestValidation.url("http:///nohost", field: "Steps[0].action") }
+        #expect(isHTTPBranchURL("http://a/b"))
+        #expect(!isHTTPBranchURL("localhost:1/a.B/C"))
     }
 }

@@ -1,4 +1,6 @@
 @testable import Coordinator
+import DTMWire
+@testable import Invokers
 import Foundation
 import Projections
 import Testing
@@ -16,7 +18,7 @@ func invalidMessage(_ body: () throws -> Void) -> String? {
     do {
         try body()
         return nil
-    } catch let CoordinatorError.invalidArgument(message) {
+    } catch let RequestError.invalidArgument(message) {
         return message
     } catch {
         return "unexpected \(error)"
@@ -86,8 +88,8 @@ func invalidMessage(_ body: () throws -> Void) -> String? {
         #expect(k8s.target == "k8s://default/trans:8080")
         #expect(HostPort("[::1]:80")?.host == "::1")
         #expect(HostPort("nohost") == nil)
-        #expect(throws: CoordinatorError.self) { try GrpcBranchURL(parsing: "localhost/trans.TransSvc/TransOut") }
-        #expect(throws: CoordinatorError.self) { try GrpcBranchURL(parsing: "localhost:8080//TransOut") }
+        #expect(throws: RequestError.self) { try GrpcBranchURL(parsing: "localhost/trans.TransSvc/TransOut") }
+        #expect(throws: RequestError.self) { try GrpcBranchURL(parsing: "localhost:8080//TransOut") }
     }
 
     @Test func gidsAreUniqueAndLookLikeDtms() {

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Coordinator
-import DtmProtocol
+import Invokers
+import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

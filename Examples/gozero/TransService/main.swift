@@ -3,7 +3,8 @@
 //
 //   trans-service --etcd etcd://localhost:2379/trans.rpc --listen 127.0.0.1:8081
 import DTMClient
-import Discovery
+import DTMDiscovery
+import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

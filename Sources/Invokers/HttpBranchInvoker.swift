@@ -1,14 +1,13 @@
 import AsyncHTTPClient
+import DTMWire
 import Foundation
 import NIOCore
-import Projections
 import ServiceLifecycle
 
 /// Calls HTTP branches as dtm does: query parameters gid, trans_type, branch_id and op; POST with
-/// the stored payload as a JSON body when there is one (always for XA), else GET; Content-Type
+/// the stored payload as a JSON body when there is one (or the mode says so), else GET; Content-Type
 /// application/json plus the transaction's BranchHeaders; RequestTimeout as the deadline.
-/// Results by dtm's rules: 425 or a body containing ONGOING → ONGOING; 409 or a body containing
-/// FAILURE → FAILURE; any other status but 200 → error; else success.
+/// Results by dtm's rules (`DtmResult(httpStatus:body:)`).
 ///
 /// Connections are pooled by async-http-client. Run it as a service: graceful shutdown closes them.
 public final class HttpBranchInvoker: BranchInvoker, Service {
@@ -33,7 +32,7 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
         ]
         guard let url = components.string else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
         var request = HTTPClientRequest(url: url)
-        let post = !call.payload.isEmpty || call.transType == Xa.transType
+        let post = !call.payload.isEmpty || call.postsEmptyPayload
         request.method = post ? .POST : .GET
         request.headers.add(name: "Content-Type", value: "application/json")
         for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) {
@@ -54,10 +53,11 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
     /// dtm's reading of an HTTP branch's answer.
     static func result(status: Int, body: String) -> BranchResult {
         let text = String(body.prefix(512))
-        if status == 425 || body.contains("ONGOING") { return BranchResult(.ongoing, text) }
-        if status == 409 || body.contains("FAILURE") { return BranchResult(.failure, text) }
-        if status != 200 { return BranchResult(.error, "HTTP \(status): \(text)") }
-        return BranchResult(.success)
+        switch DtmResult(httpStatus: status, body: body) {
+        case .success: return BranchResult(.success)
+        case .error: return BranchResult(.error, "HTTP \(status): \(text)")
+        case let result: return BranchResult(result, text)
+        }
     }
 }
 
@@ -73,11 +73,6 @@ public struct RoutingBranchInvoker: BranchInvoker {
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
-        isHTTPURL(call.url) ? await http.invoke(call) : await grpc.invoke(call)
+        isHTTPBranchURL(call.url) ? await http.invoke(call) : await grpc.invoke(call)
     }
-}
-
-/// Whether `url` names an HTTP branch.
-func isHTTPURL(_ url: String) -> Bool {
-    url.hasPrefix("http://") || url.hasPrefix("https://")
 }

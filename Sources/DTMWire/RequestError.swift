@@ -1,9 +1,7 @@
-import EventLog
-import Foundation
-import Projections
-
-/// Why the coordinator refused a request; the gateways map each case to dtm's status codes.
-public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
+/// Why a request to dtm was refused, in dtm's terms. Each case has exactly one gRPC status and one
+/// HTTP status (`DtmResult`, `RPCError(_:)`, `httpStatus`), so both gateways and every client
+/// read a refusal the same way.
+public enum RequestError: Error, Equatable, CustomStringConvertible {
     /// dtm's FAILURE (gRPC Aborted, HTTP 409): the request conflicts with the transaction's state,
     /// or (WaitResult) the transaction did not succeed.
     case failure(String)
@@ -11,7 +9,7 @@ public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
     case ongoing(String)
     /// Malformed input (gRPC InvalidArgument, HTTP 400); the message names the field.
     case invalidArgument(String)
-    /// A dtm feature this server does not offer yet (gRPC Unimplemented).
+    /// A dtm feature this server does not offer yet (gRPC Unimplemented, HTTP 501).
     case unimplemented(String)
     /// The request is larger than the server accepts (gRPC ResourceExhausted, HTTP 413).
     case requestTooLarge(String)
@@ -30,24 +28,17 @@ public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
         }
     }
 
-    /// `error` in the coordinator's terms: itself when it already is one, else a storage or
-    /// internal failure described so an operator can act on it.
+    /// `error` as a refusal: itself when it already is one, else an internal failure with its text.
     public init(_ error: any Error) {
-        switch error {
-        case let error as CoordinatorError:
-            self = error
-        case let error as LMDBError where error.isOutOfSpace:
-            self = .storageFull("the event log cannot grow: \(error)")
-        case EventLogError.closed:
-            self = .unavailable("dtmd is shutting down: the event log is closed")
-        case let error as EventLogError:
-            self = .unavailable("the event log failed: \(error)")
-        case let error as ViewError:
-            self = .unavailable("the transaction view failed: \(error)")
-        case let error as LMDBError:
-            self = .unavailable("the event log failed: \(error)")
-        default:
-            self = .unavailable("internal error: \(error)")
+        self = (error as? RequestError) ?? .unavailable("internal error: \(error)")
+    }
+
+    /// dtm's result word for the refusal (`FAILURE`, `ONGOING`, else `ERROR`), as metrics label it.
+    public var result: DtmResult {
+        switch self {
+        case .failure: return .failure
+        case .ongoing: return .ongoing
+        case .invalidArgument, .unimplemented, .requestTooLarge, .storageFull, .unavailable: return .error
         }
     }
 
@@ -57,6 +48,19 @@ public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .storageFull, .unavailable: return true
         case .failure, .ongoing, .invalidArgument, .unimplemented, .requestTooLarge: return false
+        }
+    }
+
+    /// The HTTP status dtm's HTTP API answers the refusal with.
+    public var httpStatus: (code: Int, reason: String) {
+        switch self {
+        case .failure: return DtmResult.failure.httpStatus
+        case .ongoing: return DtmResult.ongoing.httpStatus
+        case .invalidArgument: return (400, "Bad Request")
+        case .unimplemented: return (501, "Not Implemented")
+        case .requestTooLarge: return (413, "Content Too Large")
+        case .storageFull: return (507, "Insufficient Storage")
+        case .unavailable: return (503, "Service Unavailable")
         }
     }
 }

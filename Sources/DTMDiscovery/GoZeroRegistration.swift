@@ -1,4 +1,4 @@
-import Coordinator
+import DTMWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -18,10 +18,10 @@ public struct GoZeroRegistration: Service {
     /// `target` is the MicroService Target, e.g. `etcd://localhost:2379/dtmservice`.
     public init(target: String, endpoint: String, ttl: Int = 10, logger: Logger = Logger(label: "swiftdtm.registration")) throws {
         guard case let .etcd(endpoints, key, user, password) = try DiscoveryTarget(parsing: target) else {
-            throw CoordinatorError.invalidArgument("MicroService.Target '\(target)' must be an etcd:// or discov:// target")
+            throw RequestError.invalidArgument("MicroService.Target '\(target)' must be an etcd:// or discov:// target")
         }
         guard HostPort(endpoint) != nil else {
-            throw CoordinatorError.invalidArgument("MicroService.EndPoint '\(endpoint)' must be host:port")
+            throw RequestError.invalidArgument("MicroService.EndPoint '\(endpoint)' must be host:port")
         }
         self.client = EtcdClient(endpoints: endpoints, user: user, password: password)
         self.key = key

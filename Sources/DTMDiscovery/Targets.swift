@@ -1,4 +1,4 @@
-import Coordinator
+import DTMWire
 import Foundation
 
 /// A discovery target: `etcd://h1:2379,h2:2379/key?user=&password=` (or `discov://…`, the same),
@@ -9,7 +9,7 @@ public enum DiscoveryTarget: Equatable, Sendable {
 
     /// Parses a target; throws InvalidArgument with what is wrong.
     public init(parsing text: String) throws {
-        func invalid(_ reason: String) -> CoordinatorError {
+        func invalid(_ reason: String) -> RequestError {
             .invalidArgument("target '\(text)': \(reason)")
         }
         guard let schemeEnd = text.range(of: "://") else { throw invalid("expected etcd://, discov:// or k8s://") }

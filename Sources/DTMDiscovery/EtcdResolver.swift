@@ -1,4 +1,4 @@
-import Coordinator
+import DTMWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -44,7 +44,7 @@ public final class DiscoveryResolver: TargetResolver, Service {
         switch try DiscoveryTarget(parsing: target) {
         case let .kubernetes(namespace, service, port):
             guard let address = HostPort("\(service).\(namespace).svc.cluster.local:\(port)") else {
-                throw CoordinatorError.invalidArgument("target '\(target)' is not a valid Kubernetes service")
+                throw RequestError.invalidArgument("target '\(target)' is not a valid Kubernetes service")
             }
             return address
         case let .etcd(endpoints, key, user, password):
@@ -98,7 +98,7 @@ final class AddressSet: Sendable {
         return try state.withLock { state in
             let all = state.addresses.keys.sorted().compactMap { state.addresses[$0] }
             guard !all.isEmpty else {
-                throw CoordinatorError.failure("no instance is registered under '\(prefix)' in etcd")
+                throw RequestError.failure("no instance is registered under '\(prefix)' in etcd")
             }
             let healthy = all.filter { (state.failedUntil[$0] ?? now) <= now }
             let candidates = healthy.isEmpty ? all : healthy

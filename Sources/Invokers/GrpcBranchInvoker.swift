@@ -1,8 +1,8 @@
+import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import Projections
 import ServiceLifecycle
 import Synchronization
 
@@ -81,15 +81,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         } catch {
             return BranchResult(.error, "\(error)")
         }
-        var metadata = Metadata()
-        metadata.addString(call.gid, forKey: "dtm-gid")
-        metadata.addString(call.transType, forKey: "dtm-trans_type")
-        metadata.addString(call.branchID, forKey: "dtm-branch_id")
-        metadata.addString(call.op, forKey: "dtm-op")
-        metadata.addString("", forKey: "dtm-dtm")
-        for (key, value) in call.headers.sorted(by: { $0.key < $1.key }) {
-            metadata.addString(value, forKey: key.lowercased())
-        }
+        let metadata = call.dtmMetadata.metadata(headers: call.headers)
         var options = CallOptions.defaults
         options.timeout = call.timeout
         // A call made while its connection is still being set up waits for it (up to the
@@ -119,9 +111,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 try await send(on: pooled.client)
                 return BranchResult(.success)
             } catch let error as RPCError {
+                let result = DtmResult(grpcCode: error.code)
+                if result != .error { return BranchResult(result, error.message) }
                 switch error.code {
-                case .aborted: return BranchResult(.failure, error.message)
-                case .failedPrecondition: return BranchResult(.ongoing, error.message)
                 case .unavailable:
                     await resolver.reportFailure(address, of: url.target)
                     lastFailure = BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
@@ -217,15 +209,4 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     /// How many addresses have a cached client (for tests).
     var cachedClientCount: Int { clients.withLock { $0.count } }
-}
-
-/// Passes message bytes through unchanged, both ways.
-public struct RawBytesCoding: MessageSerializer, MessageDeserializer {
-    public init() {}
-
-    public func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-
-    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-        serializedMessageBytes.withUnsafeBytes { Array($0) }
-    }
 }

@@ -1,37 +1,6 @@
-import Foundation
-import Projections
-
-/// One call of a branch operation, with everything the transport needs.
-public struct BranchCall: Sendable {
-    public var gid: String
-    public var transType: String
-    public var branchID: String
-    public var op: String
-    /// The branch URL as stored: `host:port/pkg.Svc/Method` for gRPC.
-    public var url: String
-    /// The request body, sent unchanged.
-    public var payload: Data
-    /// BranchHeaders of the transaction, sent as metadata.
-    public var headers: [String: String]
-    /// The call's deadline.
-    public var timeout: Duration
-}
-
-/// What a branch answered, in dtm's terms, with the error text when it was not a success.
-public struct BranchResult: Sendable, Equatable {
-    public var outcome: AttemptOutcome
-    public var message: String
-
-    public init(_ outcome: AttemptOutcome, _ message: String = "") {
-        self.outcome = outcome
-        self.message = message
-    }
-}
-
-/// Calls branch services. Implementations map their transport's results to dtm's outcomes and
-/// never throw: an unreachable service is an `.error` result.
-public protocol BranchInvoker: Sendable {
-    func invoke(_ call: BranchCall) async -> BranchResult
+/// Whether `url` names an HTTP branch (`http://` or `https://`); every other branch URL is gRPC.
+public func isHTTPBranchURL(_ url: String) -> Bool {
+    url.hasPrefix("http://") || url.hasPrefix("https://")
 }
 
 /// A gRPC branch URL split the way dtm splits it: the last two path components are the method,
@@ -55,7 +24,7 @@ public struct GrpcBranchURL: Sendable, Equatable {
         let path = query.map { String(url[..<$0]) } ?? url
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 3, !parts[parts.count - 1].isEmpty, !parts[parts.count - 2].isEmpty else {
-            throw CoordinatorError.invalidArgument("branch URL '\(url)' has no method path: expected <server>/pkg.Service/Method")
+            throw RequestError.invalidArgument("branch URL '\(url)' has no method path: expected <server>/pkg.Service/Method")
         }
         service = String(parts[parts.count - 2])
         method = String(parts[parts.count - 1])
@@ -64,15 +33,15 @@ public struct GrpcBranchURL: Sendable, Equatable {
         if let schemeEnd = server.range(of: "://") {
             let scheme = String(server[..<schemeEnd.lowerBound])
             guard Self.schemes.contains(scheme) else {
-                throw CoordinatorError.invalidArgument("branch URL '\(url)': unknown scheme '\(scheme)://'; expected host:port, etcd://, discov:// or k8s://")
+                throw RequestError.invalidArgument("branch URL '\(url)': unknown scheme '\(scheme)://'; expected host:port, etcd://, discov:// or k8s://")
             }
             guard server.count > schemeEnd.upperBound.utf16Offset(in: server), !server[schemeEnd.upperBound...].isEmpty else {
-                throw CoordinatorError.invalidArgument("branch URL '\(url)' names no server after '\(scheme)://'")
+                throw RequestError.invalidArgument("branch URL '\(url)' names no server after '\(scheme)://'")
             }
             return
         }
         guard HostPort(server) != nil else {
-            throw CoordinatorError.invalidArgument("branch URL '\(url)': target '\(server)' is not host:port")
+            throw RequestError.invalidArgument("branch URL '\(url)': target '\(server)' is not host:port")
         }
     }
 }
@@ -111,7 +80,7 @@ public struct DirectTargetResolver: TargetResolver {
 
     public func address(for target: String) async throws -> HostPort {
         guard let address = HostPort(target) else {
-            throw CoordinatorError.invalidArgument("target '\(target)' needs service discovery, which this server has not configured")
+            throw RequestError.invalidArgument("target '\(target)' needs service discovery, which this server has not configured")
         }
         return address
     }

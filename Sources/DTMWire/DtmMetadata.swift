@@ -1,0 +1,48 @@
+import GRPCCore
+
+/// The `dtm-*` metadata dtm sends with every gRPC branch call (and an application with a TCC Try
+/// or an XA prepare): which transaction and branch the call belongs to.
+public struct DtmMetadata: Sendable, Equatable {
+    /// The metadata keys, as dtm's `dtmgimp` names them.
+    public enum Key {
+        public static let gid = "dtm-gid"
+        public static let transType = "dtm-trans_type"
+        public static let branchID = "dtm-branch_id"
+        public static let op = "dtm-op"
+        /// The dtm server's address; dtmd sends it empty.
+        public static let dtm = "dtm-dtm"
+    }
+
+    public var gid: String
+    public var transType: String
+    public var branchID: String
+    public var op: String
+
+    public init(gid: String, transType: String, branchID: String, op: String) {
+        self.gid = gid
+        self.transType = transType
+        self.branchID = branchID
+        self.op = op
+    }
+
+    /// Reads the `dtm-*` metadata of a call; nil when it has no `dtm-gid` (the call is not dtm's).
+    public init?(_ metadata: Metadata) {
+        func value(_ key: String) -> String? { metadata[stringValues: key].first(where: { _ in true }) }
+        guard let gid = value(Key.gid) else { return nil }
+        self.init(gid: gid, transType: value(Key.transType) ?? "", branchID: value(Key.branchID) ?? "", op: value(Key.op) ?? "")
+    }
+
+    /// The metadata of a branch call: the `dtm-*` keys, then `headers` (lower-cased names, in name order).
+    public func metadata(headers: [String: String] = [:]) -> Metadata {
+        var metadata = Metadata()
+        metadata.addString(gid, forKey: Key.gid)
+        metadata.addString(transType, forKey: Key.transType)
+        metadata.addString(branchID, forKey: Key.branchID)
+        metadata.addString(op, forKey: Key.op)
+        metadata.addString("", forKey: Key.dtm)
+        for (key, value) in headers.sorted(by: { $0.key < $1.key }) {
+            metadata.addString(value, forKey: key.lowercased())
+        }
+        return metadata
+    }
+}

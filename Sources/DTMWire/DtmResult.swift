@@ -1,0 +1,67 @@
+import GRPCCore
+
+/// The result of a dtm call or a branch call in dtm's words, and the one place that says how each
+/// travels: over gRPC FAILURE is Aborted and ONGOING is FailedPrecondition; over HTTP FAILURE is
+/// 409 (or a body containing `FAILURE`) and ONGOING 425 (or a body containing `ONGOING`).
+public enum DtmResult: String, Sendable, Equatable, CaseIterable {
+    case success = "SUCCESS"
+    case failure = "FAILURE"
+    case ongoing = "ONGOING"
+    /// Anything else: dtm retries it.
+    case error = "ERROR"
+
+    /// The gRPC status code that carries the result (`.ok` for success, `.unknown` for a plain error).
+    public var grpcCode: RPCError.Code? {
+        switch self {
+        case .success: return nil
+        case .failure: return .aborted
+        case .ongoing: return .failedPrecondition
+        case .error: return .unknown
+        }
+    }
+
+    /// What a gRPC status code means to dtm.
+    public init(grpcCode code: RPCError.Code) {
+        switch code {
+        case .aborted: self = .failure
+        case .failedPrecondition: self = .ongoing
+        default: self = .error
+        }
+    }
+
+    /// The HTTP status that carries the result.
+    public var httpStatus: (code: Int, reason: String) {
+        switch self {
+        case .success: return (200, "OK")
+        case .failure: return (409, "Conflict")
+        case .ongoing: return (425, "Too Early")
+        case .error: return (500, "Internal Server Error")
+        }
+    }
+
+    /// dtm's reading of an HTTP answer: 425 or a body containing ONGOING is ONGOING; 409 or a body
+    /// containing FAILURE is FAILURE; any other status but 200 is an error.
+    public init(httpStatus status: Int, body: String) {
+        if status == 425 || body.contains(DtmResult.ongoing.rawValue) {
+            self = .ongoing
+        } else if status == 409 || body.contains(DtmResult.failure.rawValue) {
+            self = .failure
+        } else {
+            self = status == 200 ? .success : .error
+        }
+    }
+}
+
+extension RPCError {
+    /// The gRPC status dtm answers a refusal with.
+    public init(_ error: RequestError) {
+        switch error {
+        case let .failure(message): self.init(code: .aborted, message: message)
+        case let .ongoing(message): self.init(code: .failedPrecondition, message: message)
+        case let .invalidArgument(message): self.init(code: .invalidArgument, message: message)
+        case let .unimplemented(message): self.init(code: .unimplemented, message: message)
+        case let .requestTooLarge(message), let .storageFull(message): self.init(code: .resourceExhausted, message: message)
+        case let .unavailable(message): self.init(code: .unavailable, message: message)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+"""The module graph as Package.swift declares it: the SDK links nothing of the server, and the graph
+goes one way. A go-zero-style Swift service that only calls dtm needs neither liblmdb nor the server."""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import DTMD, ROOT
+
+SERVER_MODULES = {"EventLog", "CLMDB", "Projections", "Modes", "TransactionStore", "LMDBStore", "Coordinator",
+                  "Invokers", "GrpcGateway", "HttpGateway"}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    result = subprocess.run(["swift", "package", "dump-package"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    package = json.loads(result.stdout)
+    edges = {}
+    for target in package["targets"]:
+        names = []
+        for dependency in target["dependencies"]:
+            for kind in ("byName", "target"):
+                if kind in dependency:
+                    names.append(dependency[kind][0])
+        edges[target["name"]] = [name for name in names if name]
+    return edges
+
+
+def closure(edges, name):
+    seen, stack = set(), [name]
+    while stack:
+        for dependency in edges.get(stack.pop(), []):
+            if dependency not in seen:
+                seen.add(dependency)
+                stack.append(dependency)
+    return seen
+
+
+def test_the_sdk_links_no_server_module(graph):
+    for name in ("DTMWire", "DTMDiscovery", "DTMClient", "TransApp", "TransService"):
+        assert not closure(graph, name) & SERVER_MODULES, f"{name} depends on {closure(graph, name) & SERVER_MODULES}"
+
+
+def test_the_graph_has_no_cycles(graph):
+    for name in graph:
+        assert name not in closure(graph, name), f"{name} depends on itself"
+
+
+@pytest.mark.skipif(shutil.which("ldd") is None, reason="ldd is not installed")
+def test_the_go_zero_app_does_not_load_liblmdb():
+    app = DTMD.parent / "trans-app"
+    assert app.exists(), f"{app} is not built"
+    libraries = subprocess.run(["ldd", str(app)], capture_output=True, text=True, check=True).stdout
+    assert "liblmdb" not in libraries
+    assert "liblmdb" in subprocess.run(["ldd", str(DTMD)], capture_output=True, text=True, check=True).stdout
