@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "Projections", targets: ["Projections"]),
+        .library(name: "Modes", targets: ["Modes"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
@@ -90,6 +91,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Modes",
+            dependencies: ["DTMWire", "Projections"]
+        ),
+        .target(
             name: "Invokers",
             dependencies: [
                 "DTMWire",
@@ -107,6 +112,7 @@ let package = Package(
             name: "Coordinator",
             dependencies: [
                 "DTMWire",
+                "Modes",
                 "EventLog",
                 "Projections",
                 "Invokers",
@@ -119,6 +125,7 @@ let package = Package(
             name: "GrpcGateway",
             dependencies: [
                 "DTMWire",
+                "Modes",
                 "Coordinator",
                 "EventLog",
                 "Projections",
@@ -132,6 +139,7 @@ let package = Package(
             name: "HttpGateway",
             dependencies: [
                 "DTMWire",
+                "Modes",
                 "Coordinator",
                 "Projections",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -145,6 +153,7 @@ let package = Package(
                 "DTMDiscovery",
                 "EventLog",
                 "Projections",
+                "Modes",
                 "Invokers",
                 "Coordinator",
                 "GrpcGateway",
@@ -180,6 +189,7 @@ let package = Package(
             dependencies: [
                 "EventLog",
                 "Projections",
+                "Modes",
                 "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -232,7 +242,7 @@ let package = Package(
         .testTarget(
             name: "DTMClientTests",
             dependencies: [
-                "DTMClient", "DTMWire", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "Projections",
+                "DTMClient", "DTMWire", "Modes", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "Projections",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -240,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "Invokers", "DTMWire", "Projections", "EventLog", "GrpcGateway",
+                "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "GrpcGateway",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -2,6 +2,7 @@ import DTMWire
 import EventLog
 import Foundation
 import Invokers
+import Modes
 import Logging
 import Projections
 
@@ -47,15 +48,7 @@ public final class Coordinator: Sendable {
     /// dtm's Prepare: creates a prepared transaction; idempotent while it is prepared.
     public func prepare(_ request: TransactionRequest) async throws {
         let created = try TransactionCreation.created(request, status: .prepared, defaults: defaults, now: clock())
-        try await locks.withLock(request.gid) {
-            if let existing = try self.view.transaction(request.gid) {
-                guard existing.status == .prepared else {
-                    throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare")
-                }
-                return
-            }
-            try await self.record([.created(created)], gid: request.gid)
-        }
+        try await command(.prepare(created), gid: request.gid)
     }
 
     /// dtm's Submit: submits a prepared transaction or creates a submitted one, then drives it.
@@ -65,25 +58,11 @@ public final class Coordinator: Sendable {
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
         let next: Next = try await locks.withLock(request.gid) {
-            let submitted: TransactionState
-            if let existing = try self.view.transaction(request.gid) {
-                switch existing.status {
-                case .prepared:
-                    let events: [TransactionEvent] = [
-                        .statusChanged(.with { $0.from = .prepared; $0.to = .submitted; $0.byClient = true }),
-                        .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
-                    ]
-                    try await self.record(events, gid: request.gid)
-                    submitted = self.applyLocally(events, to: existing)
-                case .submitted:
-                    return .nothing
-                default:
-                    throw RequestError.failure("current status '\(existing.status.dtmName)', cannot submit")
-                }
-            } else {
-                try await self.record([.created(created)], gid: request.gid)
-                submitted = self.applyLocally([.created(created)], gid: request.gid)
-            }
+            let existing = try self.view.transaction(request.gid)
+            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing)
+            guard !events.isEmpty else { return .nothing }
+            try await self.record(events, gid: request.gid)
+            let submitted = self.applyLocally(events, to: existing, gid: request.gid)
             self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
             guard submitted.nextDueUs <= self.clock() else { return .nothing }  // the scheduler starts it
             guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
@@ -100,10 +79,9 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// `events` folded into `state` (or into a new transaction) here, without reading the view.
-    private func applyLocally(_ events: [TransactionEvent], to state: TransactionState? = nil, gid: String? = nil) -> TransactionState {
+    /// `events` folded into `state` (or into a new transaction `gid`) here, without reading the view.
+    private func applyLocally(_ events: [TransactionEvent], to state: TransactionState?, gid: String) -> TransactionState {
         var current = state
-        let gid = gid ?? state?.gid ?? ""
         for event in events {
             current = apply(RecordedEvent(seq: (current?.lastSeq ?? 0) + 1, time: clock(), gid: gid, event: event), to: current)
         }
@@ -114,23 +92,7 @@ public final class Coordinator: Sendable {
     /// rolled back.
     public func abort(_ request: TransactionRequest) async throws {
         try RequestValidation.gid(request.gid)
-        try await locks.withLock(request.gid) {
-            guard let existing = try self.view.transaction(request.gid) else {
-                throw RequestError.failure("transaction '\(request.gid)' not found, cannot abort")
-            }
-            if existing.transType == Msg.transType, existing.status == .prepared {
-                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
-                return
-            }
-            guard [Tcc.transType, Xa.transType].contains(existing.transType),
-                  existing.status == .prepared || existing.status == .aborting
-            else {
-                throw RequestError.failure("trans type: '\(existing.transType)' current status '\(existing.status.dtmName)', cannot abort")
-            }
-            if existing.status == .prepared {
-                try await self.record([.statusChanged(.with { $0.from = .prepared; $0.to = .aborting; $0.reason = request.rollbackReason; $0.byClient = true })], gid: request.gid)
-            }
-        }
+        try await command(.abort(reason: request.rollbackReason), gid: request.gid)
         logger.info("transaction aborted", metadata: ["gid": "\(request.gid)"])
         let state = try await drive(request.gid)
         if request.waitResult, let state, state.status != .failed {
@@ -138,71 +100,35 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// dtm's RegisterBranch: adds a TCC (cancel, confirm) or XA (rollback, commit) pair while the
-    /// transaction is prepared. Registering the same branch again changes nothing.
+    /// dtm's RegisterBranch: adds the mode's branch ops (TCC cancel and confirm, XA rollback and
+    /// commit) while the transaction is prepared. Registering the same branch again changes nothing.
     public func registerBranch(_ request: BranchRegistrationRequest) async throws {
         try RequestValidation.gid(request.gid)
         guard !request.branchID.isEmpty, request.branchID.utf8.count <= 64 else {
             throw RequestError.invalidArgument("BranchID must be 1 to 64 characters")
         }
-        let ops: [String]
-        switch request.transType {
-        case Tcc.transType: ops = ["cancel", "confirm"]
-        case Xa.transType: ops = ["rollback", "commit"]
-        case "workflow": throw RequestError.unimplemented("TransType 'workflow' is not supported by this server yet")
-        default: throw RequestError.invalidArgument("TransType '\(request.transType)' does not register branches; expected tcc or xa")
-        }
-        let specs = try ops.map { op in
-            let url = request.transType == Xa.transType ? request.data["url"] ?? "" : request.data[op] ?? ""
-            try RequestValidation.url(url, field: request.transType == Xa.transType ? "Data.url" : "Data.\(op)")
-            return BranchSpec.with {
-                $0.branchID = request.branchID
-                $0.op = op
-                $0.url = url
-                $0.payload = request.payload
-            }
-        }
-        try await locks.withLock(request.gid) {
-            guard let existing = try self.view.transaction(request.gid) else {
-                throw RequestError.failure("transaction '\(request.gid)' not found, cannot register branch")
-            }
-            guard existing.status == .prepared else {
-                throw RequestError.failure("current status '\(existing.status.dtmName)' cannot register branch")
-            }
-            guard existing.transType == request.transType else {
-                throw RequestError.failure("transaction '\(request.gid)' is \(existing.transType), cannot register a \(request.transType) branch")
-            }
-            let new = specs.filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
-            try await self.record(new.map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }, gid: request.gid)
-        }
+        let specs = try TransactionModes.requested(request.transType).registeredBranches(request)
+        try await command(.registerBranches(specs, transType: request.transType), gid: request.gid)
     }
 
     /// dtm's forceStop: an unfinished transaction fails at once; nothing more is called.
     public func forceStop(_ gid: String) async throws {
         try RequestValidation.gid(gid)
-        try await locks.withLock(gid) {
-            guard let existing = try self.view.transaction(gid) else {
-                throw RequestError.failure("transaction '\(gid)' not found, cannot force stop")
-            }
-            guard !existing.status.isTerminal else {
-                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot force stop")
-            }
-            try await self.record([.statusChanged(.with {
-                $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
-            })], gid: gid)
-        }
+        try await command(.forceStop, gid: gid)
         logger.info("transaction force stopped", metadata: ["gid": "\(gid)"])
     }
 
     /// dtm's resetNextCronTime: an unfinished transaction is due now instead of at its retry time.
     public func resetNextCronTime(_ gid: String) async throws {
         try RequestValidation.gid(gid)
+        try await command(.resetNextCronTime(now: clock()), gid: gid)
+    }
+
+    /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
+    private func command(_ command: ClientCommand, gid: String) async throws {
         try await locks.withLock(gid) {
-            guard let existing = try self.view.transaction(gid) else {
-                throw RequestError.failure("transaction '\(gid)' not found")
-            }
-            guard !existing.status.isTerminal else { return }
-            try await self.record([.retryScheduled(.with { $0.dueUs = self.clock(); $0.retryInterval = existing.retryInterval })], gid: gid)
+            let events = try ClientCommands.events(for: command, gid: gid, existing: try self.view.transaction(gid))
+            try await self.record(events, gid: gid)
         }
     }
 
@@ -241,7 +167,7 @@ public final class Coordinator: Sendable {
             tickets.append(try log.enqueue(try pending.map { try $0.logEntry(gid: gid) }))
             pending.removeAll()
         }
-        guard let mode = Modes.mode(state.transType) else { return state }
+        guard let mode = TransactionModes.mode(state.transType) else { return state }
         let started = ContinuousClock.now
         defer { DtmMetrics.roundHandled(model: state.transType, duration: ContinuousClock.now - started) }
         // Each branch is called at most once per round, so a round always ends.
@@ -260,7 +186,7 @@ public final class Coordinator: Sendable {
                 if status.isTerminal { DtmMetrics.transactionFinished(model: state.transType, status: status) }
                 continue
             case let .call(refs):
-                let outcomes = try await call(refs, of: state, record: record, flush: flush)
+                let outcomes = try await call(refs, of: state, mode: mode, record: record, flush: flush)
                 if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock()) {
                     record(.retryScheduled(retry))
                     break
@@ -276,7 +202,7 @@ public final class Coordinator: Sendable {
 
     /// Calls `refs` concurrently and records each attempt; returns the outcomes.
     private func call(
-        _ refs: [BranchRef], of state: TransactionState, record: (TransactionEvent) -> Void, flush: () throws -> Void
+        _ refs: [BranchRef], of state: TransactionState, mode: any TransactionMode.Type, record: (TransactionEvent) -> Void, flush: () throws -> Void
     ) async throws -> [(branch: BranchRef, outcome: AttemptOutcome)] {
         var calls = [(BranchRef, Int32, BranchCall)]()
         for ref in refs {
@@ -287,7 +213,7 @@ public final class Coordinator: Sendable {
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
                 timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound),
-                postsEmptyPayload: state.transType == Xa.transType)))
+                postsEmptyPayload: mode.postsEmptyPayload)))
         }
         try flush()
         let invoker = self.invoker
@@ -320,7 +246,7 @@ public final class Coordinator: Sendable {
             }))
             DtmMetrics.branchCalled(model: state.transType, branchID: ref.branchID, op: ref.op, outcome: outcome)
             if result.outcome != .success {
-                let final = Modes.mode(state.transType)?.failureIsFinal(op: ref.op) ?? true
+                let final = mode.failureIsFinal(op: ref.op)
                 let note = result.outcome == .failure && !final ? " (dtm semantics: this op is retried until it succeeds)" : ""
                 logger.warning("branch \(ref) answered \(result.outcome)\(note)", metadata: ["gid": "\(state.gid)", "error": "\(result.message)"])
             }

@@ -2,6 +2,7 @@ import EventLog
 import DTMWire
 import Foundation
 import Logging
+import Modes
 import Projections
 import ServiceLifecycle
 import Synchronization

@@ -2,6 +2,7 @@ import Coordinator
 import DTMWire
 import GRPCCore
 import Logging
+import Modes
 import Projections
 import SwiftProtobuf
 

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Modes
 import Projections
 
 /// dtm's HTTP API (`/api/dtmsvr/*`, `/api/ping`) on the coordinator: the same requests as the gRPC

@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import Modes
 import Logging
 import Yams
 

@@ -12,6 +12,7 @@ import Hummingbird
 import Invokers
 import Logging
 import Metrics
+import Modes
 import Projections
 import Prometheus
 import ServiceLifecycle

@@ -1,6 +1,7 @@
 @testable import Coordinator
 import DTMWire
 @testable import Invokers
+@testable import Modes
 import EventLog
 import Foundation
 import GRPCCore

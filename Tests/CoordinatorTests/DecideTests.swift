@@ -1,6 +1,7 @@
 @testable import Coordinator
 import DTMWire
 @testable import Invokers
+@testable import Modes
 import Foundation
 import Projections
 import Testing
@@ -32,37 +33,37 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
 
 @Suite struct SagaDecideTests {
     @Test func actionsRunOneAfterAnother() {
-        #expect(Saga.decide(state("saga", .submitted, branches: sagaBranches), now: 2_000_000) == .call([BranchRef("01", "action")]))
+        #expect(SagaMode.decide(state("saga", .submitted, branches: sagaBranches), now: 2_000_000) == .call([BranchRef("01", "action")]))
         let afterFirst = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success)])
-        #expect(Saga.decide(afterFirst, now: 2_000_000) == .call([BranchRef("02", "action")]))
+        #expect(SagaMode.decide(afterFirst, now: 2_000_000) == .call([BranchRef("02", "action")]))
         let ongoing = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .ongoing)])
-        #expect(Saga.decide(ongoing, now: 2_000_000) == .call([BranchRef("01", "action")]))
+        #expect(SagaMode.decide(ongoing, now: 2_000_000) == .call([BranchRef("01", "action")]))
         let all = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success), ("02", "action", .success), ("03", "action", .success)])
-        #expect(Saga.decide(all, now: 2_000_000) == .changeStatus(.succeed, reason: ""))
+        #expect(SagaMode.decide(all, now: 2_000_000) == .changeStatus(.succeed, reason: ""))
     }
 
     @Test func aFailedActionAbortsWithItsErrorAndCompensatesAttemptedStepsInReverse() {
         let failed = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success), ("02", "action", .failure)])
-        #expect(Saga.decide(failed, now: 2_000_000) == .changeStatus(.aborting, reason: "no money"))
+        #expect(SagaMode.decide(failed, now: 2_000_000) == .changeStatus(.aborting, reason: "no money"))
         var aborting = failed
         aborting.status = .aborting
-        #expect(Saga.decide(aborting, now: 2_000_000) == .call([BranchRef("02", "compensate")]))
+        #expect(SagaMode.decide(aborting, now: 2_000_000) == .call([BranchRef("02", "compensate")]))
         let compensated = apply(RecordedEvent(seq: 9, time: 2, gid: "g", event: .attemptFinished(.with {
             $0.branchID = "02"; $0.op = "compensate"; $0.attempt = 1; $0.outcome = .success
         })), to: aborting)!
-        #expect(Saga.decide(compensated, now: 2_000_000) == .call([BranchRef("01", "compensate")]), "step 3 was never attempted")
+        #expect(SagaMode.decide(compensated, now: 2_000_000) == .call([BranchRef("01", "compensate")]), "step 3 was never attempted")
         let done = apply(RecordedEvent(seq: 10, time: 2, gid: "g", event: .attemptFinished(.with {
             $0.branchID = "01"; $0.op = "compensate"; $0.attempt = 1; $0.outcome = .success
         })), to: compensated)!
-        #expect(Saga.decide(done, now: 2_000_000) == .changeStatus(.failed, reason: ""))
+        #expect(SagaMode.decide(done, now: 2_000_000) == .changeStatus(.failed, reason: ""))
     }
 
     @Test func aCompensationThatFailsIsCalledAgain() {
         var aborting = state("saga", .aborting, branches: sagaBranches, attempts: [("01", "action", .failure), ("01", "compensate", .failure)])
         aborting.status = .aborting
-        #expect(Saga.decide(aborting, now: 2_000_000) == .call([BranchRef("01", "compensate")]))
-        #expect(!Saga.failureIsFinal(op: "compensate"))
-        #expect(Saga.failureIsFinal(op: "action"))
+        #expect(SagaMode.decide(aborting, now: 2_000_000) == .call([BranchRef("01", "compensate")]))
+        #expect(!SagaMode.failureIsFinal(op: "compensate"))
+        #expect(SagaMode.failureIsFinal(op: "action"))
     }
 
     @Test func concurrentStepsFollowTheirOrders() {
@@ -71,24 +72,24 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
             $0.stepOrders = [StepOrder.with { $0.step = 2; $0.after = [0, 1] }]
         }
         let start = state("saga", .submitted, branches: sagaBranches, options: options)
-        #expect(Saga.decide(start, now: 2_000_000) == .call([BranchRef("01", "action"), BranchRef("02", "action")]))
+        #expect(SagaMode.decide(start, now: 2_000_000) == .call([BranchRef("01", "action"), BranchRef("02", "action")]))
         let oneDone = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success)], options: options)
-        #expect(Saga.decide(oneDone, now: 2_000_000) == .call([BranchRef("02", "action")]))
+        #expect(SagaMode.decide(oneDone, now: 2_000_000) == .call([BranchRef("02", "action")]))
         let both = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success), ("02", "action", .success)], options: options)
-        #expect(Saga.decide(both, now: 2_000_000) == .call([BranchRef("03", "action")]))
+        #expect(SagaMode.decide(both, now: 2_000_000) == .call([BranchRef("03", "action")]))
     }
 
     @Test func retryLimitAndTimeoutAbort() {
         let limited = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .error)], options: { $0.retryLimit = 2 })
-        guard case let .changeStatus(status, reason) = Saga.decide(limited, now: 2_000_000) else {
+        guard case let .changeStatus(status, reason) = SagaMode.decide(limited, now: 2_000_000) else {
             Issue.record("expected an abort")
             return
         }
         #expect(status == .aborting)
         #expect(reason.contains("RetryLimit is 2"))
         let timed = state("saga", .submitted, branches: sagaBranches, options: { $0.timeoutToFail = 5 })
-        #expect(Saga.decide(timed, now: 5_999_999) == .call([BranchRef("01", "action")]))
-        #expect(Saga.decide(timed, now: 6_000_000) == .changeStatus(.aborting, reason: "Timeout after 5 seconds"))
+        #expect(SagaMode.decide(timed, now: 5_999_999) == .call([BranchRef("01", "action")]))
+        #expect(SagaMode.decide(timed, now: 6_000_000) == .changeStatus(.aborting, reason: "Timeout after 5 seconds"))
     }
 }
 
@@ -97,23 +98,23 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
 
     @Test func preparedWaitsForItsTimeoutThenQueriesPrepared() {
         let prepared = state("msg", .prepared, branches: branches, options: { $0.timeoutToFail = 10 })
-        #expect(Msg.decide(prepared, now: 2_000_000) == .wait(dueUs: 11_000_000))
-        #expect(Msg.decide(prepared, now: 11_000_000) == .call([Msg.queryPrepared]))
+        #expect(MsgMode.decide(prepared, now: 2_000_000) == .wait(dueUs: 11_000_000))
+        #expect(MsgMode.decide(prepared, now: 11_000_000) == .call([MsgMode.queryPrepared]))
         let yes = state("msg", .prepared, branches: branches, attempts: [("00", "msg", .success)], options: { $0.timeoutToFail = 10 })
-        #expect(Msg.decide(yes, now: 12_000_000) == .changeStatus(.submitted, reason: ""))
+        #expect(MsgMode.decide(yes, now: 12_000_000) == .changeStatus(.submitted, reason: ""))
         let no = state("msg", .prepared, branches: branches, attempts: [("00", "msg", .failure)], options: { $0.timeoutToFail = 10 })
-        #expect(Msg.decide(no, now: 12_000_000) == .changeStatus(.failed, reason: "no money"))
+        #expect(MsgMode.decide(no, now: 12_000_000) == .changeStatus(.failed, reason: "no money"))
         let unsure = state("msg", .prepared, branches: branches, attempts: [("00", "msg", .ongoing)], options: { $0.timeoutToFail = 10 })
-        #expect(Msg.decide(unsure, now: 12_000_000) == .call([Msg.queryPrepared]))
+        #expect(MsgMode.decide(unsure, now: 12_000_000) == .call([MsgMode.queryPrepared]))
     }
 
     @Test func submittedRunsActionsUntilAllSucceedAndNeverRollsBack() {
-        #expect(Msg.decide(state("msg", .submitted, branches: branches), now: 1) == .call([BranchRef("01", "action")]))
+        #expect(MsgMode.decide(state("msg", .submitted, branches: branches), now: 1) == .call([BranchRef("01", "action")]))
         let failing = state("msg", .submitted, branches: branches, attempts: [("01", "action", .failure)])
-        #expect(Msg.decide(failing, now: 1) == .call([BranchRef("01", "action")]))
-        #expect(!Msg.failureIsFinal(op: "action"))
+        #expect(MsgMode.decide(failing, now: 1) == .call([BranchRef("01", "action")]))
+        #expect(!MsgMode.failureIsFinal(op: "action"))
         let done = state("msg", .submitted, branches: branches, attempts: [("01", "action", .success), ("02", "action", .success)])
-        #expect(Msg.decide(done, now: 1) == .changeStatus(.succeed, reason: ""))
+        #expect(MsgMode.decide(done, now: 1) == .changeStatus(.succeed, reason: ""))
     }
 }
 
@@ -122,24 +123,24 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
     let xa = [("01", "rollback"), ("01", "commit"), ("02", "rollback"), ("02", "commit")]
 
     @Test func tccConfirmsAndCancelsInReverse() {
-        #expect(Tcc.decide(state("tcc", .submitted, branches: tcc), now: 1) == .call([BranchRef("02", "confirm")]))
-        #expect(Tcc.decide(state("tcc", .aborting, branches: tcc), now: 1) == .call([BranchRef("02", "cancel")]))
+        #expect(TccMode.decide(state("tcc", .submitted, branches: tcc), now: 1) == .call([BranchRef("02", "confirm")]))
+        #expect(TccMode.decide(state("tcc", .aborting, branches: tcc), now: 1) == .call([BranchRef("02", "cancel")]))
         let confirmed = state("tcc", .submitted, branches: tcc, attempts: [("02", "confirm", .success), ("01", "confirm", .success)])
-        #expect(Tcc.decide(confirmed, now: 1) == .changeStatus(.succeed, reason: ""))
+        #expect(TccMode.decide(confirmed, now: 1) == .changeStatus(.succeed, reason: ""))
         let cancelled = state("tcc", .aborting, branches: tcc, attempts: [("02", "cancel", .success), ("01", "cancel", .success)])
-        #expect(Tcc.decide(cancelled, now: 1) == .changeStatus(.failed, reason: ""))
+        #expect(TccMode.decide(cancelled, now: 1) == .changeStatus(.failed, reason: ""))
     }
 
     @Test func xaCommitsAndRollsBackInOrder() {
-        #expect(Xa.decide(state("xa", .submitted, branches: xa), now: 1) == .call([BranchRef("01", "commit")]))
-        #expect(Xa.decide(state("xa", .aborting, branches: xa), now: 1) == .call([BranchRef("01", "rollback")]))
+        #expect(XaMode.decide(state("xa", .submitted, branches: xa), now: 1) == .call([BranchRef("01", "commit")]))
+        #expect(XaMode.decide(state("xa", .aborting, branches: xa), now: 1) == .call([BranchRef("01", "rollback")]))
     }
 
     @Test func preparedWaitsUntilTheTimeoutAborts() {
         let prepared = state("tcc", .prepared, branches: tcc, options: { $0.timeoutToFail = 3 })
-        #expect(Tcc.decide(prepared, now: 2_000_000) == .wait(dueUs: 4_000_000))
-        #expect(Tcc.decide(prepared, now: 4_000_000) == .changeStatus(.aborting, reason: "Timeout after 3 seconds"))
-        #expect(Xa.decide(state("xa", .succeed, branches: xa), now: 1) == .done)
+        #expect(TccMode.decide(prepared, now: 2_000_000) == .wait(dueUs: 4_000_000))
+        #expect(TccMode.decide(prepared, now: 4_000_000) == .changeStatus(.aborting, reason: "Timeout after 3 seconds"))
+        #expect(XaMode.decide(state("xa", .succeed, branches: xa), now: 1) == .done)
     }
 }
 
@@ -148,28 +149,28 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
 
     @Test func errorsDoubleOngoingKeepsSuccessResets() throws {
         let action = BranchRef("01", "action")
-        let first = try #require(RetryPolicy.afterRound([(action, .error)], state: base, failureIsFinal: Saga.failureIsFinal, now: 0))
+        let first = try #require(RetryPolicy.afterRound([(action, .error)], state: base, failureIsFinal: SagaMode.failureIsFinal, now: 0))
         #expect(first.dueUs == 2_000_000)
         #expect(first.retryInterval == 4)
         var backedOff = base
         backedOff.retryInterval = 4
-        let second = try #require(RetryPolicy.afterRound([(action, .error)], state: backedOff, failureIsFinal: Saga.failureIsFinal, now: 0))
+        let second = try #require(RetryPolicy.afterRound([(action, .error)], state: backedOff, failureIsFinal: SagaMode.failureIsFinal, now: 0))
         #expect(second.dueUs == 4_000_000)
         #expect(second.retryInterval == 8)
-        let ongoing = try #require(RetryPolicy.afterRound([(action, .ongoing)], state: backedOff, failureIsFinal: Saga.failureIsFinal, now: 0))
+        let ongoing = try #require(RetryPolicy.afterRound([(action, .ongoing)], state: backedOff, failureIsFinal: SagaMode.failureIsFinal, now: 0))
         #expect(ongoing.dueUs == 4_000_000)
         #expect(ongoing.retryInterval == 4)
-        let mixed = try #require(RetryPolicy.afterRound([(action, .success), (BranchRef("02", "action"), .ongoing)], state: backedOff, failureIsFinal: Saga.failureIsFinal, now: 0))
+        let mixed = try #require(RetryPolicy.afterRound([(action, .success), (BranchRef("02", "action"), .ongoing)], state: backedOff, failureIsFinal: SagaMode.failureIsFinal, now: 0))
         #expect(mixed.dueUs == 2_000_000)
-        #expect(RetryPolicy.afterRound([(action, .success)], state: base, failureIsFinal: Saga.failureIsFinal, now: 0) == nil)
-        #expect(RetryPolicy.afterRound([(action, .failure)], state: base, failureIsFinal: Saga.failureIsFinal, now: 0) == nil)
-        #expect(RetryPolicy.afterRound([(BranchRef("01", "compensate"), .failure)], state: base, failureIsFinal: Saga.failureIsFinal, now: 0) != nil)
+        #expect(RetryPolicy.afterRound([(action, .success)], state: base, failureIsFinal: SagaMode.failureIsFinal, now: 0) == nil)
+        #expect(RetryPolicy.afterRound([(action, .failure)], state: base, failureIsFinal: SagaMode.failureIsFinal, now: 0) == nil)
+        #expect(RetryPolicy.afterRound([(BranchRef("01", "compensate"), .failure)], state: base, failureIsFinal: SagaMode.failureIsFinal, now: 0) != nil)
     }
 
     @Test func theIntervalStopsGrowingAtAnHour() throws {
         var long = base
         long.retryInterval = 3000
-        let next = try #require(RetryPolicy.afterRound([(BranchRef("01", "action"), .error)], state: long, failureIsFinal: Saga.failureIsFinal, now: 0))
+        let next = try #require(RetryPolicy.afterRound([(BranchRef("01", "action"), .error)], state: long, failureIsFinal: SagaMode.failureIsFinal, now: 0))
         #expect(next.retryInterval == RetryPolicy.maximumInterval)
     }
 }

@@ -1,6 +1,7 @@
 @testable import Coordinator
 import DTMWire
 @testable import Invokers
+@testable import Modes
 import EventLog
 import Foundation
 import Projections
@@ -90,7 +91,7 @@ import Testing
 
     @Test func storedOutOfRangeValuesAreDecidedAndScheduledWithoutTrapping() {
         let now: Int64 = 1_700_000_000_000_001
-        for mode in Modes.all {
+        for mode in TransactionModes.all {
             for status in [TransactionStatus.prepared, .submitted, .aborting] {
                 var state = storedState(timeoutToFail: .max)
                 state.transType = mode.transType
@@ -109,8 +110,8 @@ import Testing
         #expect(RetryPolicy.afterRound([(BranchRef("01", "action"), .error)], state: nearMax, failureIsFinal: { _ in false }, now: now) != nil)
         #expect(Microseconds.duration(seconds: .max, clampedTo: 1...RequestBounds.requestTimeout.upperBound) == .seconds(86_400))
         #expect(Microseconds.duration(seconds: 0, clampedTo: 1...86_400) == .seconds(1))
-        #expect(Saga.stepIndex("-9223372036854775808") == nil)
-        #expect(Saga.stepIndex("02") == 1)
+        #expect(SagaMode.stepIndex("-9223372036854775808") == nil)
+        #expect(SagaMode.stepIndex("02") == 1)
     }
 }
 

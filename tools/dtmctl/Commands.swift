@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import EventLog
 import Foundation
+import Modes
 import Projections
 import SwiftProtobuf
 

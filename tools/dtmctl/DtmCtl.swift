@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import EventLog
 import Foundation
+import Modes
 import Projections
 
 /// dtmctl: audit, verify and repair a SwiftDTM data directory. Read-only unless a command says

@@ -7,8 +7,11 @@ import Projections
 ///
 /// Branch ids are the 1-based step numbers `01`, `02`, …; each step has a `compensate` and an
 /// `action` branch.
-public enum Saga: TransactionMode {
+public enum SagaMode: TransactionMode {
     public static let transType = "saga"
+    public static let stepOps = ["compensate", "action"]
+    /// A saga has no timeout unless the request sets one.
+    public static let timesOutByDefault = false
 
     public static func failureIsFinal(op: String) -> Bool { op == "action" }
 

@@ -1,12 +1,31 @@
+import DTMWire
 import Projections
 
 /// MSG (two-phase message): once submitted, run every `action` until all succeed; it is never
 /// rolled back. While prepared and older than its timeout, ask the application through
 /// QueryPrepared (branch `00`, op `msg`): SUCCESS submits it, FAILURE fails it, ONGOING waits.
-public enum Msg: TransactionMode {
+public enum MsgMode: TransactionMode {
     public static let transType = "msg"
+    public static let stepOps = ["action"]
     /// The branch id and op under which QueryPrepared calls are recorded.
     public static let queryPrepared = BranchRef("00", "msg")
+
+    public static func extraBranches(queryPrepared url: String) -> [BranchSpec] {
+        guard !url.isEmpty else { return [] }
+        return [BranchSpec.with {
+            $0.branchID = queryPrepared.branchID
+            $0.op = queryPrepared.op
+            $0.url = url
+        }]
+    }
+
+    /// A prepared message that the application gives up on fails; nothing was called yet.
+    public static func abort(_ state: TransactionState, reason: String) throws -> [TransactionEvent] {
+        guard state.status == .prepared else {
+            throw abortRefused(state)
+        }
+        return [.statusChanged(.with { $0.from = .prepared; $0.to = .failed; $0.reason = reason; $0.byClient = true })]
+    }
 
     public static func failureIsFinal(op: String) -> Bool { op == queryPrepared.op }
 

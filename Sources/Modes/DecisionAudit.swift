@@ -24,7 +24,7 @@ public enum DecisionAudit {
         var index = 0
         while index < events.count {
             let event = events[index]
-            guard let before = state, let mode = Modes.mode(before.transType) else {
+            guard let before = state, let mode = TransactionModes.mode(before.transType) else {
                 state = apply(event, to: state)
                 index += 1
                 continue

@@ -1,0 +1,76 @@
+import DTMWire
+import Projections
+
+/// A client's request to change one transaction, already validated (numbers in range, URLs
+/// parsed, branches built by the mode).
+public enum ClientCommand: Sendable {
+    /// dtm's Prepare: create the transaction as prepared; repeating it while prepared changes nothing.
+    case prepare(TransactionCreated)
+    /// dtm's Submit: submit a prepared transaction, or create a submitted one.
+    case submit(TransactionCreated)
+    /// dtm's Abort, with the client's rollback reason.
+    case abort(reason: String)
+    /// dtm's RegisterBranch: the branches of a registration of `transType`.
+    case registerBranches([BranchSpec], transType: String)
+    /// dtm's forceStop: fail an unfinished transaction at once.
+    case forceStop
+    /// dtm's resetNextCronTime: an unfinished transaction is due at `now` (µs).
+    case resetNextCronTime(now: Int64)
+}
+
+/// What each client command means for a transaction's state, in one place and pure: the events
+/// to record, or the refusal. The mode decides what is specific to it (abort).
+public enum ClientCommands {
+    /// The events `command` records on transaction `gid`, whose state is `existing` (nil: unknown).
+    /// No events: the command is a repeat and changes nothing.
+    public static func events(for command: ClientCommand, gid: String, existing: TransactionState?) throws -> [TransactionEvent] {
+        switch command {
+        case let .prepare(created):
+            guard let existing else { return [.created(created)] }
+            guard existing.status == .prepared else {
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare")
+            }
+            return []
+        case let .submit(created):
+            guard let existing else { return [.created(created)] }
+            switch existing.status {
+            case .prepared:
+                return [
+                    .statusChanged(.with { $0.from = .prepared; $0.to = .submitted; $0.byClient = true }),
+                    .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
+                ]
+            case .submitted:
+                return []
+            default:
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot submit")
+            }
+        case let .abort(reason):
+            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot abort") }
+            guard let mode = TransactionModes.mode(existing.transType) else { throw abortRefused(existing) }
+            return try mode.abort(existing, reason: reason)
+        case let .registerBranches(specs, transType):
+            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot register branch") }
+            guard existing.status == .prepared else {
+                throw RequestError.failure("current status '\(existing.status.dtmName)' cannot register branch")
+            }
+            guard existing.transType == transType else {
+                throw RequestError.failure("transaction '\(gid)' is \(existing.transType), cannot register a \(transType) branch")
+            }
+            return specs
+                .filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
+                .map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }
+        case .forceStop:
+            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot force stop") }
+            guard !existing.status.isTerminal else {
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot force stop")
+            }
+            return [.statusChanged(.with {
+                $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
+            })]
+        case let .resetNextCronTime(now):
+            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found") }
+            guard !existing.status.isTerminal else { return [] }
+            return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
+        }
+    }
+}
