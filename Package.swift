@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "Projections", targets: ["Projections"]),
         .library(name: "Modes", targets: ["Modes"]),
+        .library(name: "TransactionStore", targets: ["TransactionStore"]),
+        .library(name: "LMDBStore", targets: ["LMDBStore"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
@@ -75,9 +77,11 @@ let package = Package(
             path: "Sources/CLMDB",
             providers: [.apt(["liblmdb-dev"])]
         ),
+        .target(name: "ByteIdentity"),
         .target(
             name: "EventLog",
             dependencies: [
+                "ByteIdentity",
                 "CLMDB",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,7 +90,18 @@ let package = Package(
         .target(
             name: "Projections",
             dependencies: [
-                "EventLog",
+                "ByteIdentity",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "TransactionStore",
+            dependencies: ["Projections"]
+        ),
+        .target(
+            name: "LMDBStore",
+            dependencies: [
+                "ByteIdentity", "DTMWire", "EventLog", "Projections", "TransactionStore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -111,10 +126,11 @@ let package = Package(
         .target(
             name: "Coordinator",
             dependencies: [
+                "ByteIdentity",
                 "DTMWire",
                 "Modes",
-                "EventLog",
                 "Projections",
+                "TransactionStore",
                 "Invokers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,11 +140,12 @@ let package = Package(
         .target(
             name: "GrpcGateway",
             dependencies: [
+                "ByteIdentity",
                 "DTMWire",
                 "Modes",
                 "Coordinator",
-                "EventLog",
                 "Projections",
+                "TransactionStore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -142,6 +159,7 @@ let package = Package(
                 "Modes",
                 "Coordinator",
                 "Projections",
+                "TransactionStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
@@ -151,7 +169,7 @@ let package = Package(
             dependencies: [
                 "DTMWire",
                 "DTMDiscovery",
-                "EventLog",
+                "LMDBStore",
                 "Projections",
                 "Modes",
                 "Invokers",
@@ -176,6 +194,7 @@ let package = Package(
                 "DTMWire",
                 "Invokers",
                 "EventLog",
+                "LMDBStore",
                 "Projections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -187,7 +206,9 @@ let package = Package(
         .executableTarget(
             name: "DTMCtl",
             dependencies: [
+                "ByteIdentity",
                 "EventLog",
+                "LMDBStore",
                 "Projections",
                 "Modes",
                 "Coordinator",
@@ -237,12 +258,16 @@ let package = Package(
         ),
         .testTarget(
             name: "ProjectionsTests",
-            dependencies: ["Projections", "EventLog"]
+            dependencies: ["Projections"]
+        ),
+        .testTarget(
+            name: "LMDBStoreTests",
+            dependencies: ["LMDBStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"]
         ),
         .testTarget(
             name: "DTMClientTests",
             dependencies: [
-                "DTMClient", "DTMWire", "Modes", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "Projections",
+                "DTMClient", "DTMWire", "Modes", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "LMDBStore", "Projections",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -250,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "GrpcGateway",
+                "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "LMDBStore", "TransactionStore", "ByteIdentity", "GrpcGateway",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -1,10 +1,10 @@
 import DTMWire
-import EventLog
 import Foundation
 import Invokers
 import Modes
 import Logging
 import Projections
+import TransactionStore
 
 /// The imperative shell around the modes' pure decisions: checks client requests against the
 /// projected state and records them as events, drives transactions round by round (decide → call
@@ -16,9 +16,8 @@ import Projections
 /// durability once, at its end. Every branch call is idempotent by contract, so a crash that loses
 /// undurable progress only repeats calls.
 public final class Coordinator: Sendable {
-    let log: EventLog
-    /// The materialized view the coordinator reads state from.
-    public let view: TransactionView
+    /// Where transactions live.
+    public let store: any TransactionStore
     let invoker: any BranchInvoker
     let defaults: TransactionDefaults
     let logger: Logger
@@ -28,12 +27,11 @@ public final class Coordinator: Sendable {
     let clock: @Sendable () -> Int64
 
     public init(
-        log: EventLog, view: TransactionView, invoker: any BranchInvoker, defaults: TransactionDefaults,
+        store: any TransactionStore, invoker: any BranchInvoker, defaults: TransactionDefaults,
         logger: Logger = Logger(label: "swiftdtm.coordinator"),
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
     ) {
-        self.log = log
-        self.view = view
+        self.store = store
         self.invoker = invoker
         self.defaults = defaults
         self.logger = logger
@@ -58,10 +56,10 @@ public final class Coordinator: Sendable {
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
         let next: Next = try await locks.withLock(request.gid) {
-            let existing = try self.view.transaction(request.gid)
-            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing)
+            let existing = try await self.store.transaction(request.gid)
+            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock())
             guard !events.isEmpty else { return .nothing }
-            try await self.record(events, gid: request.gid)
+            try await self.record(events, gid: request.gid, on: existing)
             let submitted = self.applyLocally(events, to: existing, gid: request.gid)
             self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
             guard submitted.nextDueUs <= self.clock() else { return .nothing }  // the scheduler starts it
@@ -121,20 +119,26 @@ public final class Coordinator: Sendable {
     /// dtm's resetNextCronTime: an unfinished transaction is due now instead of at its retry time.
     public func resetNextCronTime(_ gid: String) async throws {
         try RequestValidation.gid(gid)
-        try await command(.resetNextCronTime(now: clock()), gid: gid)
+        try await command(.resetNextCronTime, gid: gid)
     }
 
     /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
     private func command(_ command: ClientCommand, gid: String) async throws {
         try await locks.withLock(gid) {
-            let events = try ClientCommands.events(for: command, gid: gid, existing: try self.view.transaction(gid))
-            try await self.record(events, gid: gid)
+            let existing = try await self.store.transaction(gid)
+            let events = try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock())
+            try await self.record(events, gid: gid, on: existing)
         }
     }
 
     /// The current state of `gid`, nil when unknown.
-    public func transaction(_ gid: String) throws -> TransactionState? {
-        try view.transaction(gid)
+    public func transaction(_ gid: String) async throws -> TransactionState? {
+        try await store.transaction(gid)
+    }
+
+    /// Transactions newest first that `filter` accepts, a page at a time.
+    public func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
+        try await store.transactions(matching: filter, page: page, limit: limit)
     }
 
     // MARK: Driving
@@ -153,18 +157,23 @@ public final class Coordinator: Sendable {
     /// round's state at once and queued to the log in batches — before each set of branch calls
     /// and at the end — without waiting; the round waits for durability once, before returning.
     private func round(_ gid: String, from start: TransactionState?) async throws -> TransactionState? {
-        guard var state = try start ?? view.transaction(gid) else { return nil }
+        let loaded: TransactionState?
+        if let start { loaded = start } else { loaded = try await store.transaction(gid) }
+        guard var state = loaded else { return nil }
         var pending = [TransactionEvent]()
-        var tickets = [AppendTicket]()
+        var appends = [any PendingAppend]()
+        // The version the store has (or has queued) for the transaction: what the next append expects.
+        var storedVersion = state.version
         func record(_ event: TransactionEvent) {
             if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock(), gid: gid, event: event), to: state) {
                 state = next
             }
             pending.append(event)
         }
-        func flush() throws {
+        func flush() async throws {
             guard !pending.isEmpty else { return }
-            tickets.append(try log.enqueue(try pending.map { try $0.logEntry(gid: gid) }))
+            appends.append(try await store.append(pending, to: gid, expectedVersion: storedVersion))
+            storedVersion = state.version
             pending.removeAll()
         }
         guard let mode = TransactionModes.mode(state.transType) else { return state }
@@ -182,11 +191,11 @@ public final class Coordinator: Sendable {
                 }
             case let .changeStatus(status, reason):
                 logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
-                record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason }))
+                record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason; $0.decidedAtUs = now }))
                 if status.isTerminal { DtmMetrics.transactionFinished(model: state.transType, status: status) }
                 continue
             case let .call(refs):
-                let outcomes = try await call(refs, of: state, mode: mode, record: record, flush: flush)
+                let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
                 if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock()) {
                     record(.retryScheduled(retry))
                     break
@@ -195,27 +204,29 @@ public final class Coordinator: Sendable {
             }
             break
         }
-        try flush()
-        for ticket in tickets { _ = try await ticket.durable() }
+        try await flush()
+        for append in appends { try await append.durable() }
         return state
     }
 
-    /// Calls `refs` concurrently and records each attempt; returns the outcomes.
+    /// Calls `refs` (decided at `decidedAt`) concurrently and records each attempt; returns the outcomes.
     private func call(
-        _ refs: [BranchRef], of state: TransactionState, mode: any TransactionMode.Type, record: (TransactionEvent) -> Void, flush: () throws -> Void
+        _ refs: [BranchRef], of state: TransactionState, mode: any TransactionMode.Type, decidedAt: Int64, record: (TransactionEvent) -> Void, flush: () async throws -> Void
     ) async throws -> [(branch: BranchRef, outcome: AttemptOutcome)] {
         var calls = [(BranchRef, Int32, BranchCall)]()
         for ref in refs {
             guard let branch = state.branch(id: ref.branchID, op: ref.op) else { continue }
             let attempt = branch.attempts == .max ? .max : branch.attempts + 1  // stored: must not trap
-            record(.attemptStarted(.with { $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt }))
+            record(.attemptStarted(.with {
+                $0.branchID = ref.branchID; $0.op = ref.op; $0.attempt = attempt; $0.decidedAtUs = decidedAt
+            }))
             calls.append((ref, attempt, BranchCall(
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
                 timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound),
                 postsEmptyPayload: mode.postsEmptyPayload)))
         }
-        try flush()
+        try await flush()
         let invoker = self.invoker
         let results = await withTaskGroup(of: (Int, BranchResult, Int64).self) { group in
             for (index, entry) in calls.enumerated() {
@@ -255,9 +266,10 @@ public final class Coordinator: Sendable {
         return outcomes
     }
 
-    private func record(_ events: [TransactionEvent], gid: String) async throws {
+    /// Appends a client command's `events`, decided on `existing`, and waits until they are durable.
+    private func record(_ events: [TransactionEvent], gid: String, on existing: TransactionState?) async throws {
         guard !events.isEmpty else { return }
-        _ = try await log.append(events.map { try $0.logEntry(gid: gid) })
+        try await store.append(events, to: gid, expectedVersion: existing?.version).durable()
     }
 
     static func waitResultMessage(_ state: TransactionState?) -> String {

@@ -15,7 +15,7 @@ public enum GatewayCall {
             DtmMetrics.recordCall(type: transport, api: api, status: DtmResult.success.rawValue, duration: ContinuousClock.now - start)
             return result
         } catch {
-            let refusal = RequestError(storage: error)
+            let refusal = RequestError(error)
             DtmMetrics.recordCall(type: transport, api: api, status: refusal.result.rawValue, duration: ContinuousClock.now - start)
             if refusal.isServerFault {
                 logger.error("\(api) failed: \(refusal)", metadata: ["transport": "\(transport)", "gid": "\(gid)"])

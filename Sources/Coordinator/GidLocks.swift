@@ -1,4 +1,4 @@
-import EventLog
+import ByteIdentity
 import Synchronization
 
 /// One holder at a time per gid: a transaction is driven by one task, and client requests for it

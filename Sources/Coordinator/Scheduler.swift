@@ -1,15 +1,17 @@
-import EventLog
+import ByteIdentity
 import DTMWire
 import Foundation
 import Logging
 import Modes
 import Projections
+import TransactionStore
 import ServiceLifecycle
 import Synchronization
 
 /// Runs every round that no client waits for: the first round of a submitted transaction, then
-/// retries, timeouts, QueryPrepared, and — after a restart — every unfinished transaction, found
-/// through the view's due-time index. It sleeps until the earliest due time, but never longer
+/// retries, timeouts, QueryPrepared, and — after a restart — every unfinished transaction, claimed
+/// from the store's due work with a lease (released when the round ends; a transaction whose
+/// round failed stays claimed for `failurePause`). It sleeps until the earliest due time, but never longer
 /// than the cron interval, and wakes at once when a client request makes a transaction due.
 ///
 /// Every round runs in the scheduler's task group. On graceful shutdown it stops starting
@@ -21,22 +23,26 @@ public struct Scheduler: Service {
     let drainLimit: Duration
     /// How long a transaction whose round failed waits before the next one.
     let failurePause: Duration
+    /// How long a claim holds if its round never releases it (its node died).
+    let roundLease: Duration
     let maxConcurrentDrives: Int
     let logger: Logger
 
     public init(coordinator: Coordinator, cronInterval: Duration, drainLimit: Duration = .seconds(5),
-                failurePause: Duration = .seconds(60), maxConcurrentDrives: Int = 256,
+                failurePause: Duration = .seconds(60), roundLease: Duration = .seconds(300), maxConcurrentDrives: Int = 256,
                 logger: Logger = Logger(label: "swiftdtm.scheduler")) {
         self.coordinator = coordinator
         self.cronInterval = cronInterval
         self.drainLimit = drainLimit
         self.failurePause = failurePause
+        self.roundLease = roundLease
         self.maxConcurrentDrives = maxConcurrentDrives
         self.logger = logger
     }
 
     public func run() async throws {
         let running = RunningRounds()
+        let store = coordinator.store
         await withDiscardingTaskGroup { group in
             await withGracefulShutdownHandler {
                 await loop(starting: { gid in
@@ -45,11 +51,12 @@ public struct Scheduler: Service {
                         defer { running.count.subtract(1, ordering: .relaxed) }
                         do {
                             try await coordinator.drive(gid)
+                            await store.release(gid, holdFor: .zero)
                         } catch {
                             // One transaction that cannot be driven (say, its stored state is
                             // damaged) must not stop the rest: it waits a while, then is tried again.
-                            logger.error("round failed; trying again in \(failurePause): \(RequestError(storage: error))", metadata: ["gid": "\(gid)"])
-                            running.failed.withLock { $0[gid.exact] = .now + failurePause }
+                            logger.error("round failed; trying again in \(failurePause): \(RequestError(error))", metadata: ["gid": "\(gid)"])
+                            await store.release(gid, holdFor: failurePause)
                         }
                     }
                 }, running: running)
@@ -72,6 +79,7 @@ public struct Scheduler: Service {
     }
 
     private func loop(starting start: (String) -> Void, running: RunningRounds) async {
+        let store = coordinator.store
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let now = coordinator.clock()
             var free = maxConcurrentDrives - running.count.load(ordering: .relaxed)
@@ -80,44 +88,38 @@ public struct Scheduler: Service {
                 start(gid)
                 free -= 1
             }
-            var due: [(gid: String, dueUs: Int64)] = []
-            if free > 0 {
+            var claimed: [String] = []
+            let asked = free
+            if asked > 0 {
                 do {
-                    due = try coordinator.view.dueTransactions(atOrBefore: now, limit: maxConcurrentDrives)
+                    claimed = try await store.claimDue(atOrBefore: now, limit: asked, lease: roundLease)
                 } catch {
                     logger.error("cannot read due transactions: \(error)")
                 }
             }
-            let pausing = running.failed.withLock { failed in
-                failed = failed.filter { $0.value > .now }
-                return Set(failed.keys)
-            }
-            for entry in due where free > 0 && !started.contains(entry.gid.exact) && !pausing.contains(entry.gid.exact)
-                && !coordinator.isDriving(entry.gid) {
-                start(entry.gid)
+            for gid in claimed {
+                // Already running: a round submitted just now, or one a client waits for.
+                if started.contains(gid.exact) || coordinator.isDriving(gid) {
+                    await store.release(gid, holdFor: .zero)
+                    continue
+                }
+                start(gid)
                 free -= 1
             }
-            await coordinator.roundsDueNow.signal.wait(
-                timeout: pause(busy: free <= 0 || due.count == maxConcurrentDrives, skipping: pausing))
+            await coordinator.roundsDueNow.signal.wait(timeout: await pause(busy: free <= 0 || (asked > 0 && claimed.count == asked)))
         }
     }
 
-    /// Until the earliest due time (of a transaction not `skipping`), at most the cron interval,
-    /// at least 20 ms.
-    private func pause(busy: Bool, skipping: Set<ExactString>) -> Duration {
+    /// Until the earliest due time of an unclaimed transaction, at most the cron interval, at least 20 ms.
+    private func pause(busy: Bool) async -> Duration {
         if busy { return .milliseconds(20) }
-        let upcoming = (try? coordinator.view.dueTransactions(atOrBefore: .max, limit: skipping.count + 1)) ?? []
-        guard let nextDue = upcoming.first(where: { !skipping.contains($0.gid.exact) })?.dueUs else {
-            return cronInterval
-        }
+        guard let nextDue = (try? await coordinator.store.nextDueTime()) ?? nil else { return cronInterval }
         let untilDue = Duration.microseconds(max(Microseconds.adding(nextDue, to: -coordinator.clock()), 0))
         return max(min(cronInterval, untilDue), .milliseconds(20))
     }
 }
 
-/// How many rounds the scheduler has started that have not ended, and the transactions whose
-/// last round failed, each with when to try it again.
+/// How many rounds the scheduler has started that have not ended.
 private final class RunningRounds: Sendable {
     let count = Atomic<Int>(0)
-    let failed = Mutex<[ExactString: ContinuousClock.Instant]>([:])
 }

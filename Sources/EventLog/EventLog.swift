@@ -122,15 +122,22 @@ public final class EventLog: Sendable {
     /// Queues `events` without waiting for the commit. Appends queued one after another are
     /// committed in that order; `AppendTicket.durable()` waits for this one. For progress that
     /// need not stall its producer (a coordinator records branch outcomes this way and waits only
-    /// before it answers a client).
-    public func enqueue(_ events: [NewEvent]) throws -> AppendTicket {
+    /// before it answers a client). `onCommit`, if given, runs on the writer thread once the
+    /// commit succeeded or failed, before the ticket completes; it must not block.
+    public func enqueue(
+        _ events: [NewEvent], onCommit: (@Sendable (Result<[UInt64], any Error>) -> Void)? = nil
+    ) throws -> AppendTicket {
         guard let writer else { throw EventLogError.readOnly }
         for event in events { try RecordCodec.validate(event) }
         let ticket = AppendTicket()
         if events.isEmpty {
+            onCommit?(.success([]))
             ticket.complete(.success([]))
         } else {
-            writer.append(events) { ticket.complete($0) }
+            writer.append(events) { result in
+                onCommit?(result)
+                ticket.complete(result)
+            }
         }
         return ticket
     }

@@ -1,3 +1,4 @@
+import ByteIdentity
 import Foundation
 import Synchronization
 

@@ -1,26 +1,25 @@
-import EventLog
+import ByteIdentity
 import Foundation
 import GRPCCore
 import Projections
 import ServiceLifecycle
+import TransactionStore
 
 /// SwiftDTM's admin and audit service (`swiftdtm.v1.Admin`): a transaction with its history,
 /// paged listing, and a live stream of the log.
 public struct AdminService: Swiftdtm_V1_Admin.SimpleServiceProtocol {
-    let log: EventLog
-    let view: TransactionView
+    let store: any TransactionStore
 
-    public init(log: EventLog, view: TransactionView) {
-        self.log = log
-        self.view = view
+    public init(store: any TransactionStore) {
+        self.store = store
     }
 
     public func getTransaction(request: Swiftdtm_V1_GetTransactionRequest, context: ServerContext) async throws -> Swiftdtm_V1_GetTransactionReply {
         guard !request.gid.isEmpty else { throw RPCError(code: .invalidArgument, message: "gid must not be empty") }
-        guard let state = try view.transaction(request.gid) else {
+        guard let state = try await store.transaction(request.gid) else {
             throw RPCError(code: .notFound, message: "no transaction '\(request.gid)'")
         }
-        let history = try log.records(ofStream: request.gid).map(Self.logged)
+        let history = try await store.history(of: request.gid).map(Self.logged)
         return .with {
             $0.state = state
             $0.history = history
@@ -28,30 +27,25 @@ public struct AdminService: Swiftdtm_V1_Admin.SimpleServiceProtocol {
     }
 
     public func listTransactions(request: Swiftdtm_V1_ListTransactionsRequest, context: ServerContext) async throws -> Swiftdtm_V1_ListTransactionsReply {
-        let status: TransactionStatus?
-        if request.status.isEmpty {
-            status = nil
-        } else {
+        var filter = TransactionFilter(transType: request.transType)
+        if !request.status.isEmpty {
             guard let named = TransactionStatus(dtmName: request.status) else {
                 throw RPCError(code: .invalidArgument, message: "status '\(request.status)' is not one of prepared, submitted, aborting, succeed, failed")
             }
-            status = named
+            filter.status = named
         }
         guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit must not be negative") }
-        var position: [UInt8]?
+        var page: PageToken?
         if !request.pageToken.isEmpty {
-            guard let bytes = Data(base64Encoded: request.pageToken) else {
+            guard let token = PageToken(text: request.pageToken) else {
                 throw RPCError(code: .invalidArgument, message: "page_token is not one this server returned")
             }
-            position = Array(bytes)
+            page = token
         }
-        let limit = request.limit == 0 ? 100 : min(Int(request.limit), 1000)
-        let page = try view.newestTransactions(before: position, limit: limit) { state in
-            (status == nil || state.status == status) && (request.transType.isEmpty || state.transType == request.transType)
-        }
+        let found = try await store.transactions(matching: filter, page: page, limit: TransactionPage.size(Int(request.limit)))
         return .with {
-            $0.transactions = page.states
-            $0.nextPageToken = page.next.map { Data($0).base64EncodedString() } ?? ""
+            $0.transactions = found.transactions
+            $0.nextPageToken = found.next?.text ?? ""
         }
     }
 
@@ -59,20 +53,19 @@ public struct AdminService: Swiftdtm_V1_Admin.SimpleServiceProtocol {
     /// graceful shutdown waits for every open call).
     public func watchEvents(request: Swiftdtm_V1_WatchEventsRequest, response: RPCWriter<Swiftdtm_V1_LoggedEvent>, context: ServerContext) async throws {
         try await cancelWhenGracefulShutdown {
-            for try await record in log.follow(after: max(request.fromSeq, 1) - 1) {
-                if !request.gid.isEmpty && !record.streamID.hasSameBytes(as: request.gid) { continue }
-                try await response.write(try Self.logged(record))
+            for try await event in store.follow(after: max(request.fromSeq, 1) - 1) {
+                if !request.gid.isEmpty && !event.gid.hasSameBytes(as: request.gid) { continue }
+                try await response.write(Self.logged(event))
             }
         }
     }
 
-    static func logged(_ record: LogRecord) throws -> Swiftdtm_V1_LoggedEvent {
-        let event = try RecordedEvent(record)
-        return .with {
-            $0.seq = record.seq
+    static func logged(_ event: RecordedEvent) -> Swiftdtm_V1_LoggedEvent {
+        .with {
+            $0.seq = event.seq
             $0.timeUs = event.time
             $0.gid = event.gid
-            $0.type = record.type
+            $0.type = event.event.typeName
             $0.event = event.event
         }
     }

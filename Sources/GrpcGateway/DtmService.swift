@@ -66,7 +66,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
             try await GatewayCall.run(transport: "grpc", api: api, gid: gid, logger: logger, body)
             return Google_Protobuf_Empty()
         } catch {
-            throw RPCError(RequestError(storage: error))
+            throw RPCError(RequestError(error))
         }
     }
 }

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import Modes
 import Projections
+import TransactionStore
 
 /// dtm's HTTP API (`/api/dtmsvr/*`, `/api/ping`) on the coordinator: the same requests as the gRPC
 /// gateway, so the same request over either yields the same events. Bodies are read as real
@@ -47,14 +48,14 @@ public enum HttpApi {
                 guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
                     throw RequestError.invalidArgument("gid is required")
                 }
-                let state = try coordinator.transaction(gid)
+                let state = try await coordinator.transaction(gid)
                 return [
                     "transaction": state.map(transactionJSON) ?? NSNull(),
                     "branches": state.map { $0.branches.map { branchJSON($0, gid: gid) } } ?? [],
                 ]
             }
         }
-        api.get("all") { request, _ in await answer("all", logger: logger) { try all(request, coordinator: coordinator) } }
+        api.get("all") { request, _ in await answer("all", logger: logger) { try await all(request, coordinator: coordinator) } }
         return router
     }
 
@@ -124,7 +125,7 @@ public enum HttpApi {
         do {
             return json(try await GatewayCall.run(transport: "http", api: api, logger: logger, body))
         } catch {
-            let refusal = RequestError(storage: error)
+            let refusal = RequestError(error)
             var envelope: [String: Any] = ["message": refusal.description]
             if refusal.result == .failure || refusal.result == .ongoing { envelope["dtm_result"] = refusal.result.rawValue }
             let status = refusal.httpStatus
@@ -132,7 +133,7 @@ public enum HttpApi {
         }
     }
 
-    static func all(_ request: Request, coordinator: Coordinator) throws -> [String: Any] {
+    static func all(_ request: Request, coordinator: Coordinator) async throws -> [String: Any] {
         let parameters = request.uri.queryParameters
         let status = parameters["status"].map(String.init) ?? ""
         let transType = parameters["transType"].map(String.init) ?? ""
@@ -140,10 +141,10 @@ public enum HttpApi {
         guard let limit = Int(limitText), limit > 0 else {
             throw RequestError.invalidArgument("limit must be a positive number")
         }
-        var position: [UInt8]?
+        var position: PageToken?
         if let token = parameters["position"].map(String.init), !token.isEmpty {
-            guard let bytes = Data(base64Encoded: token) else { throw RequestError.invalidArgument("position is not one this server returned") }
-            position = Array(bytes)
+            guard let parsed = PageToken(text: token) else { throw RequestError.invalidArgument("position is not one this server returned") }
+            position = parsed
         }
         /// A create-time bound in ms since 1970, as µs.
         func createTime(_ name: String) throws -> Int64? {
@@ -151,15 +152,13 @@ public enum HttpApi {
             guard let milliseconds = Int64(text) else { throw RequestError.invalidArgument("\(name) must be a time in milliseconds since 1970") }
             return try RequestBounds.check(milliseconds, in: RequestBounds.createTimeMilliseconds, field: name, unit: "milliseconds") * 1000
         }
-        let start = try createTime("createTimeStart") ?? 0
-        let end = try createTime("createTimeEnd") ?? .max
-        let page = try coordinator.view.newestTransactions(before: position, limit: min(limit, 1000)) { state in
-            (status.isEmpty || state.status.dtmName == status) && (transType.isEmpty || state.transType == transType)
-                && state.createTimeUs >= start && state.createTimeUs <= end
-        }
+        let filter = TransactionFilter(
+            status: status.isEmpty ? nil : TransactionStatus(dtmName: status) ?? .unspecified, transType: transType,
+            createdFrom: try createTime("createTimeStart"), createdThrough: try createTime("createTimeEnd"))
+        let page = try await coordinator.transactions(matching: filter, page: position, limit: TransactionPage.size(limit))
         return [
-            "transactions": page.states.map(transactionJSON),
-            "next_position": page.next.map { Data($0).base64EncodedString() } ?? "",
+            "transactions": page.transactions.map(transactionJSON),
+            "next_position": page.next?.text ?? "",
         ]
     }
 

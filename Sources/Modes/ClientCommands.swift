@@ -14,16 +14,40 @@ public enum ClientCommand: Sendable {
     case registerBranches([BranchSpec], transType: String)
     /// dtm's forceStop: fail an unfinished transaction at once.
     case forceStop
-    /// dtm's resetNextCronTime: an unfinished transaction is due at `now` (µs).
-    case resetNextCronTime(now: Int64)
+    /// dtm's resetNextCronTime: an unfinished transaction is due now.
+    case resetNextCronTime
 }
 
 /// What each client command means for a transaction's state, in one place and pure: the events
 /// to record, or the refusal. The mode decides what is specific to it (abort).
 public enum ClientCommands {
-    /// The events `command` records on transaction `gid`, whose state is `existing` (nil: unknown).
-    /// No events: the command is a repeat and changes nothing.
-    public static func events(for command: ClientCommand, gid: String, existing: TransactionState?) throws -> [TransactionEvent] {
+    /// The events `command`, received at `now` (µs), records on transaction `gid`, whose state is
+    /// `existing` (nil: unknown). No events: the command is a repeat and changes nothing. Status
+    /// changes carry `now` as their decision time.
+    public static func events(
+        for command: ClientCommand, gid: String, existing: TransactionState?, now: Int64
+    ) throws -> [TransactionEvent] {
+        try decide(command, gid: gid, existing: existing, now: now).map { event in
+            guard case var .statusChanged(change) = event.kind else { return event }
+            change.decidedAtUs = now
+            return .statusChanged(change)
+        }
+    }
+
+    /// Whether some client command explains `change`, recorded as the client's on `before`:
+    /// the audit's check of client-made status changes.
+    public static func explains(_ change: StatusChanged, before: TransactionState) -> Bool {
+        let candidates: [ClientCommand] = [.submit(TransactionCreated()), .abort(reason: change.reason), .forceStop]
+        return candidates.contains { command in
+            let events = (try? decide(command, gid: before.gid, existing: before, now: change.decidedAtUs)) ?? []
+            return events.contains { event in
+                guard case let .statusChanged(made) = event.kind else { return false }
+                return made.from == change.from && made.to == change.to && made.reason == change.reason
+            }
+        }
+    }
+
+    private static func decide(_ command: ClientCommand, gid: String, existing: TransactionState?, now: Int64) throws -> [TransactionEvent] {
         switch command {
         case let .prepare(created):
             guard let existing else { return [.created(created)] }
@@ -67,7 +91,7 @@ public enum ClientCommands {
             return [.statusChanged(.with {
                 $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
             })]
-        case let .resetNextCronTime(now):
+        case .resetNextCronTime:
             guard let existing else { throw RequestError.failure("transaction '\(gid)' not found") }
             guard !existing.status.isTerminal else { return [] }
             return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]

@@ -33,7 +33,7 @@ public enum Step: Equatable, Sendable {
 ///
 /// A new mode is a folder under `Sources/Modes` with a type conforming to this protocol and one
 /// line in `TransactionModes.all`.
-public protocol TransactionMode {
+public protocol TransactionMode: Sendable {
     /// dtm's name of the mode (`saga`, `msg`, `tcc`, `xa`).
     static var transType: String { get }
 

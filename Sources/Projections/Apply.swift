@@ -1,6 +1,8 @@
+import ByteIdentity
 /// Folds one event into a transaction's state. Pure, and the only way state changes: the live view,
 /// a rebuild and any audit re-derivation all go through it.
 ///
+/// Every event that applies counts in the state's `version` (the compare-and-append version).
 /// `state` is nil before the transaction's first event. An event that cannot apply (anything but
 /// `created` for an unknown transaction, a second `created`) leaves the state as it was; the
 /// coordinator never emits one, and a replay must not invent state from it.
@@ -66,6 +68,7 @@ public func apply(_ recorded: RecordedEvent, to state: consuming TransactionStat
     }
     state.updateTimeUs = recorded.time
     state.lastSeq = recorded.seq
+    state.version = state.version == .max ? .max : state.version + 1
     return state
 }
 
@@ -87,6 +90,7 @@ private func newTransaction(_ recorded: RecordedEvent, _ created: TransactionCre
     state.retryInterval = created.retryInterval
     state.branches = created.branches.map { BranchState($0, at: recorded.time) }
     state.lastSeq = recorded.seq
+    state.version = 1
     return state
 }
 

@@ -8,6 +8,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import GrpcGateway
 import HttpGateway
+import LMDBStore
 import Hummingbird
 import Invokers
 import Logging
@@ -53,17 +54,11 @@ struct Dtmd: AsyncParsableCommand {
         Gauge(label: "dtm_server_info", dimensions: [("version", "swiftdtm-\(HttpApi.version)")]).record(1)
         for warning in warnings { logger.warning("\(warning)") }
 
-        var logConfiguration = EventLogConfiguration(path: settings.storePath)
-        logConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
-        let environment = try LMDBEnvironment(path: settings.storePath, options: {
-            var options = LMDBOptions()
-            options.noSync = logConfiguration.durability == .noSync
-            options.acceptEmptyDataFile = acceptEmptyDataFile
-            return options
-        }())
-        let view = try TransactionView(environment: environment)
-        let log = try await EventLog.open(logConfiguration, projector: view, environment: environment)
-        let lastSeq = try log.lastSeq()
+        var storeConfiguration = LMDBStoreConfiguration(path: settings.storePath)
+        storeConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
+        storeConfiguration.acceptEmptyDataFile = acceptEmptyDataFile
+        let store = try await LMDBTransactionStore.open(storeConfiguration)
+        let lastSeq = try store.log.lastSeq()
         logger.info("event log open", metadata: ["path": "\(settings.storePath)", "last_seq": "\(lastSeq)"])
 
         var defaults = TransactionDefaults()
@@ -74,12 +69,12 @@ struct Dtmd: AsyncParsableCommand {
         let grpcInvoker = GrpcBranchInvoker(resolver: resolver)
         let httpInvoker = HttpBranchInvoker()
         let coordinator = Coordinator(
-            log: log, view: view, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults)
+            store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults)
 
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
-            services: [DtmService(coordinator: coordinator), AdminService(log: log, view: view)])
+            services: [DtmService(coordinator: coordinator), AdminService(store: store)])
         let http = Application(
             router: HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }),
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
@@ -103,7 +98,7 @@ struct Dtmd: AsyncParsableCommand {
                 // gateways first (in-flight requests drain), then the scheduler (running rounds
                 // finish), the branch callers, and last the log (flushed and closed).
                 services: [
-                    .init(service: EventLogService(log: log, logger: logger)),
+                    .init(service: StoreService(store: store, logger: logger)),
                     .init(service: resolver),
                     .init(service: grpcInvoker),
                     .init(service: httpInvoker),
@@ -119,15 +114,15 @@ struct Dtmd: AsyncParsableCommand {
     }
 }
 
-/// Keeps the event log open while dtmd runs; on graceful shutdown, once every service started
-/// after it has stopped, flushes and closes it.
-struct EventLogService: Service {
-    let log: EventLog
+/// Keeps the store open while dtmd runs; on graceful shutdown, once every service started after
+/// it has stopped, flushes and closes it.
+struct StoreService: Service {
+    let store: LMDBTransactionStore
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
-        try await log.close()
+        try await store.close()
         logger.info("event log flushed and closed")
     }
 }

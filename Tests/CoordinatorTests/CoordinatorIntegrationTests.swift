@@ -3,7 +3,9 @@ import DTMWire
 @testable import Invokers
 @testable import Modes
 import EventLog
+import ByteIdentity
 import Foundation
+import LMDBStore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Projections
@@ -67,17 +69,13 @@ final class SwiftBranchServer: Sendable {
 func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Void) async throws {
     let path = NSTemporaryDirectory() + "swiftdtm-coordinator-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = LMDBOptions()
-    options.noSync = true
-    let environment = try LMDBEnvironment(path: path, options: options)
-    let view = try TransactionView(environment: environment)
-    var configuration = EventLogConfiguration(path: path)
+    var configuration = LMDBStoreConfiguration(path: path)
     configuration.durability = .noSync
-    let log = try await EventLog.open(configuration, projector: view, environment: environment)
+    let store = try await LMDBTransactionStore.open(configuration)
     let invoker = GrpcBranchInvoker()
     var defaults = TransactionDefaults()
     defaults.retryInterval = 1
-    let coordinator = Coordinator(log: log, view: view, invoker: invoker, defaults: defaults)
+    let coordinator = Coordinator(store: store, invoker: invoker, defaults: defaults)
     let busi = SwiftBranchServer()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await busi.server.serve() }
@@ -91,7 +89,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
         }
         try await body(coordinator, busi)
     }
-    try await log.close()
+    try await store.close()
 }
 
 @Suite(.serialized) struct CoordinatorIntegrationTests {
@@ -107,7 +105,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             request.waitResult = true
             request.branchHeaders = ["X-Trace": "t1"]
             try await coordinator.submit(request)
-            let state = try #require(try coordinator.transaction("saga-ok"))
+            let state = try #require(try await coordinator.transaction("saga-ok"))
             #expect(state.status == .succeed)
             let calls = busi.calls.withLock { $0 }
             #expect(calls.map(\.method) == ["A1", "A2"])
@@ -134,7 +132,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             request.waitResult = true
             await #expect(throws: RequestError.failure("planned aborted")) { try await coordinator.submit(request) }
             #expect(busi.calls.withLock { $0.map(\.method) } == ["A1", "A2", "C2", "C1"])
-            #expect(try coordinator.transaction("saga-fail")?.status == .failed)
+            #expect(try await coordinator.transaction("saga-fail")?.status == .failed)
             await #expect(throws: RequestError.failure("current status 'failed', cannot submit")) { try await coordinator.submit(request) }
         }
     }
@@ -153,7 +151,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             branch.data = ["confirm": try await busi.url("Confirm"), "cancel": try await busi.url("Cancel")]
             try await coordinator.registerBranch(branch)
             try await coordinator.registerBranch(branch)
-            #expect(try coordinator.transaction("tcc-1")?.branches.count == 2, "registering again changes nothing")
+            #expect(try await coordinator.transaction("tcc-1")?.branches.count == 2, "registering again changes nothing")
             try await coordinator.submit(request)
             let afterError = try #require(try await coordinator.drive("tcc-1"))
             #expect(afterError.status == .submitted || afterError.status == .succeed)
@@ -187,21 +185,21 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             let calls = busi.calls.withLock { $0 }
             #expect(calls.count == 2)
             for (index, gid) in gids.enumerated() {
-                let state = try #require(try coordinator.transaction(gid))
+                let state = try #require(try await coordinator.transaction(gid))
                 #expect(state.gid.hasSameBytes(as: gid))
                 #expect(state.status == .succeed)
                 let call = try #require(calls.first { $0.payload == [UInt8(index)] })
                 #expect(call.metadata["dtm-gid"]?.hasSameBytes(as: gid) == true, "the branch call carries its own gid's bytes")
-                let history = try coordinator.log.records(ofStream: gid)
+                let history = try embeddedStore(coordinator).log.records(ofStream: gid)
                 #expect(!history.isEmpty)
                 #expect(history.allSatisfy { $0.streamID.hasSameBytes(as: gid) }, "each history holds only its own events")
             }
-            let replayed = try Replay.states(of: coordinator.log)
-            let snapshot = try coordinator.view.snapshot()
+            let replayed = try Replay.states(of: embeddedStore(coordinator).log)
+            let snapshot = try embeddedStore(coordinator).view.snapshot()
             #expect(replayed.count == 2)
             #expect(snapshot.states == replayed)
             #expect(snapshot.indexProblems.isEmpty)
-            let events = try coordinator.log.records(from: 1).map(RecordedEvent.init)
+            let events = try embeddedStore(coordinator).log.records(from: 1).map(RecordedEvent.init)
             for gid in gids {
                 #expect(DecisionAudit.check(events.filter { $0.gid.hasSameBytes(as: gid) }).isEmpty)
             }
@@ -228,7 +226,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
                 BranchSpec.with { $0.branchID = "01"; $0.op = "action"; $0.url = "" },
             ]
             created.branches[1].url = try await busi.url("A1")
-            _ = try await coordinator.log.append([try TransactionEvent.created(created).logEntry(gid: "stored-huge")])
+            _ = try await embeddedStore(coordinator).log.append([try TransactionEvent.created(created).logEntry(gid: "stored-huge")])
             let first = try #require(try await coordinator.drive("stored-huge"))
             #expect(first.status == .submitted)
             #expect(first.nextDueUs == .max, "the retry time saturates")
@@ -241,4 +239,9 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             #expect(try await coordinator.drive("stored-huge")?.status == .succeed)
         }
     }
+}
+
+/// The embedded store under a test coordinator, for tests that read its log and view directly.
+func embeddedStore(_ coordinator: Coordinator) throws -> LMDBTransactionStore {
+    try #require(coordinator.store as? LMDBTransactionStore)
 }

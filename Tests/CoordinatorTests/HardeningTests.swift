@@ -2,6 +2,7 @@
 import DTMWire
 @testable import Invokers
 @testable import Modes
+import ByteIdentity
 import EventLog
 import Foundation
 import Projections

@@ -5,6 +5,7 @@ import DTMWire
 import DTMClient
 import EventLog
 import Foundation
+import LMDBStore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GrpcGateway
@@ -23,15 +24,11 @@ final class CallLog: Sendable {
 func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws -> Void) async throws {
     let path = NSTemporaryDirectory() + "swiftdtm-sdk-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = LMDBOptions()
-    options.noSync = true
-    let environment = try LMDBEnvironment(path: path, options: options)
-    let view = try TransactionView(environment: environment)
-    var configuration = EventLogConfiguration(path: path)
+    var configuration = LMDBStoreConfiguration(path: path)
     configuration.durability = .noSync
-    let log = try await EventLog.open(configuration, projector: view, environment: environment)
+    let store = try await LMDBTransactionStore.open(configuration)
     let invoker = GrpcBranchInvoker()
-    let coordinator = Coordinator(log: log, view: view, invoker: invoker, defaults: TransactionDefaults())
+    let coordinator = Coordinator(store: store, invoker: invoker, defaults: TransactionDefaults())
     let dtmServer = GRPCServer(
         transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
         services: [DtmService(coordinator: coordinator)])
@@ -69,7 +66,7 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
               let busiPort = try await busiServer.listeningAddress?.ipv4?.port else { throw DtmError.failure("servers did not start") }
         try await body(coordinator, "127.0.0.1:\(dtmPort)", "127.0.0.1:\(busiPort)/busi.Busi", callLog)
     }
-    try await log.close()
+    try await store.close()
 }
 
 @Suite(.serialized) struct DTMClientTests {
@@ -82,7 +79,7 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
                 try msg.add(busi + "/TransOut", [UInt8]([1, 2]))
                 try msg.add(busi + "/TransIn", Data([3]))
                 try await msg.submit(dtm)
-                #expect(try coordinator.transaction(gid)?.status == .succeed)
+                #expect(try await coordinator.transaction(gid)?.status == .succeed)
                 let calls = log.calls.withLock { $0 }
                 #expect(calls.map(\.method) == ["TransOut", "TransIn"])
                 #expect(calls.map(\.payload) == [[1, 2], [3]])
@@ -104,7 +101,7 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
                 try saga.add(action: busi + "/TransIn", compensate: busi + "/TransInRevert", Data())
                 await #expect(throws: DtmError.failure("TransIn refused")) { try await saga.submit(dtm) }
                 #expect(log.calls.withLock { $0.map(\.method) } == ["TransOut", "TransIn", "TransInRevert", "TransOutRevert"])
-                #expect(try coordinator.transaction(saga.gid)?.status == .failed)
+                #expect(try await coordinator.transaction(saga.gid)?.status == .failed)
             }
         }
     }
@@ -120,10 +117,10 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
                 #expect(tryCall.method == "Try")
                 #expect(tryCall.context?.op == "try")
                 #expect(tryCall.context?.branchID == "01")
-                for _ in 0..<100 where try coordinator.transaction(gid)?.status != .succeed {
+                for _ in 0..<100 where try await coordinator.transaction(gid)?.status != .succeed {
                     try await Task.sleep(for: .milliseconds(20))
                 }
-                #expect(try coordinator.transaction(gid)?.status == .succeed)
+                #expect(try await coordinator.transaction(gid)?.status == .succeed)
                 #expect(log.calls.withLock { $0.map(\.method) } == ["Try", "Confirm"])
             }
         }
@@ -139,7 +136,7 @@ func withSDKHarness(_ body: (Coordinator, String, String, CallLog) async throws 
                         try await tcc.callBranch(Data(), try: busi + "/Try", confirm: busi + "/Confirm", cancel: busi + "/Cancel")
                     }
                 }
-                for _ in 0..<100 where try coordinator.transaction(gid)?.status != .failed {
+                for _ in 0..<100 where try await coordinator.transaction(gid)?.status != .failed {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 #expect(log.calls.withLock { $0.map(\.method) } == ["Try", "Cancel"])

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EventLog
+import LMDBStore
 import Foundation
 import Projections
 
@@ -58,11 +59,8 @@ struct LogBenchmark: AsyncParsableCommand {
         let fill = (events: transactions * 6, transactions: transactions, lastGid: SampleTransactions.gid(transactions - 1))
 
         let openStart = ContinuousClock.now
-        let environment = try LMDBEnvironment(path: path, options: options(durability))
-        let view = try TransactionView(environment: environment)
-        var configuration = EventLogConfiguration(path: path)
-        configuration.durability = durability
-        let log = try await EventLog.open(configuration, projector: view, environment: environment)
+        let store = try await openStore(path: path, durability: durability)
+        let (log, view) = (store.log, store.view)
         let probe = try view.transaction(fill.lastGid)
         let openTime = ContinuousClock.now - openStart
         guard probe?.status == .succeed else { throw ValidationError("the last transaction is not in the view after reopening") }
@@ -93,10 +91,10 @@ struct LogBenchmark: AsyncParsableCommand {
         try await log.close()
     }
 
-    private func options(_ durability: Durability) -> LMDBOptions {
-        var options = LMDBOptions()
-        options.noSync = durability == .noSync
-        return options
+    private func openStore(path: String, durability: Durability) async throws -> LMDBTransactionStore {
+        var configuration = LMDBStoreConfiguration(path: path)
+        configuration.durability = durability
+        return try await LMDBTransactionStore.open(configuration)
     }
 
     private struct AppendResult {
@@ -152,11 +150,7 @@ struct LogBenchmark: AsyncParsableCommand {
 
     /// Fills a log with saga-shaped transactions (six events each) through the live projection.
     private func fillTransactions(path: String, transactions: Int, durability: Durability) async throws -> (events: Int, rate: Double) {
-        let environment = try LMDBEnvironment(path: path, options: options(durability))
-        let view = try TransactionView(environment: environment)
-        var configuration = EventLogConfiguration(path: path)
-        configuration.durability = durability
-        let log = try await EventLog.open(configuration, projector: view, environment: environment)
+        let log = try await openStore(path: path, durability: durability).log
         let start = ContinuousClock.now
         var written = 0
         var batch = [NewEvent]()

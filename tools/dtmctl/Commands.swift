@@ -1,6 +1,8 @@
 import ArgumentParser
 import Coordinator
+import ByteIdentity
 import EventLog
+import LMDBStore
 import Foundation
 import Modes
 import Projections
@@ -169,22 +171,20 @@ struct Rebuild: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: data.data + "/data.mdb") else {
                 throw CannotOpen(path: data.data, reason: "no event log there (data.mdb is missing)")
             }
-            let environment: LMDBEnvironment
-            let view: TransactionView
+            var configuration = LMDBStoreConfiguration(path: data.data)
+            configuration.ignoreWriterLock = force
+            configuration.maintainsView = false
+            let store: LMDBTransactionStore
             do {
-                environment = try LMDBEnvironment(path: data.data)
-                view = try TransactionView(environment: environment)
+                store = try await LMDBTransactionStore.open(configuration)
+            } catch EventLogError.lockedByAnotherWriter {
+                throw CheckFailed(description: "dtmd (or another process) is writing \(data.data); stop it first, or pass --force")
+            } catch let damage as EventLogError {
+                throw damage
             } catch {
                 throw CannotOpen(path: data.data, reason: "\(error)")
             }
-            var configuration = EventLogConfiguration(path: data.data)
-            configuration.ignoreWriterLock = force
-            let log: EventLog
-            do {
-                log = try await EventLog.open(configuration, environment: environment)
-            } catch EventLogError.lockedByAnotherWriter {
-                throw CheckFailed(description: "dtmd (or another process) is writing \(data.data); stop it first, or pass --force")
-            }
+            let (log, view) = (store.log, store.view)
             let progress = Progress("rebuild")
             let lastSeq = try log.lastSeq()
             try await log.rebuildProjection(projector: view) { progress.update(done: $0.done, total: $0.total) }

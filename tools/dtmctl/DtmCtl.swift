@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import EventLog
+import LMDBStore
 import Foundation
 import Modes
 import Projections
@@ -52,13 +53,10 @@ struct DataOptions: ParsableArguments {
     /// The log and view, read-only (another process may be writing).
     func openReadOnly() async throws -> (EventLog, TransactionView) {
         do {
-            var options = LMDBOptions()
-            options.readOnly = true
-            let environment = try LMDBEnvironment(path: data, options: options)
-            let view = try TransactionView(environment: environment)
-            var configuration = EventLogConfiguration(path: data)
+            var configuration = LMDBStoreConfiguration(path: data)
             configuration.readOnly = true
-            return (try await EventLog.open(configuration, environment: environment), view)
+            let store = try await LMDBTransactionStore.open(configuration)
+            return (store.log, store.view)
         } catch let damage as EventLogError {
             throw damage
         } catch {

@@ -365,6 +365,9 @@ public nonisolated struct BranchAttemptStarted: Sendable {
 
   public var attempt: Int32 = 0
 
+  /// When the coordinator decided to call it (µs since 1970); 0 in logs written before this field.
+  public var decidedAtUs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -407,6 +410,10 @@ public nonisolated struct StatusChanged: Sendable {
 
   /// A client's request (submit, abort) moved it, not a decision of the coordinator.
   public var byClient: Bool = false
+
+  /// When the coordinator or the client command decided it (µs since 1970); 0 in logs written
+  /// before this field.
+  public var decidedAtUs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -653,6 +660,12 @@ public nonisolated struct TransactionState: @unchecked Sendable {
   public var lastSeq: UInt64 {
     get {_storage._lastSeq}
     set {_uniqueStorage()._lastSeq = newValue}
+  }
+
+  /// How many of the transaction's events are folded in: the version compare-and-append expects.
+  public var version: UInt64 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1011,7 +1024,7 @@ nonisolated extension BranchRegistered: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension BranchAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BranchAttemptStarted"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}branch_id\0\u{1}op\0\u{1}attempt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}branch_id\0\u{1}op\0\u{1}attempt\0\u{3}decided_at_us\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1022,6 +1035,7 @@ nonisolated extension BranchAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularStringField(value: &self.branchID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.op) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.attempt) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.decidedAtUs) }()
       default: break
       }
     }
@@ -1037,6 +1051,9 @@ nonisolated extension BranchAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf
     if self.attempt != 0 {
       try visitor.visitSingularInt32Field(value: self.attempt, fieldNumber: 3)
     }
+    if self.decidedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.decidedAtUs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1044,6 +1061,7 @@ nonisolated extension BranchAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.branchID != rhs.branchID {return false}
     if lhs.op != rhs.op {return false}
     if lhs.attempt != rhs.attempt {return false}
+    if lhs.decidedAtUs != rhs.decidedAtUs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1106,7 +1124,7 @@ nonisolated extension BranchAttemptFinished: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusChanged"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}reason\0\u{3}by_client\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}reason\0\u{3}by_client\0\u{3}decided_at_us\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1118,6 +1136,7 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 2: try { try decoder.decodeSingularEnumField(value: &self.to) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.byClient) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.decidedAtUs) }()
       default: break
       }
     }
@@ -1136,6 +1155,9 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.byClient != false {
       try visitor.visitSingularBoolField(value: self.byClient, fieldNumber: 4)
     }
+    if self.decidedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.decidedAtUs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1144,6 +1166,7 @@ nonisolated extension StatusChanged: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.to != rhs.to {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.byClient != rhs.byClient {return false}
+    if lhs.decidedAtUs != rhs.decidedAtUs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1448,7 +1471,7 @@ nonisolated extension BranchState: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TransactionState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}gid\0\u{3}trans_type\0\u{1}status\0\u{1}protocol\0\u{1}options\0\u{3}custom_data\0\u{3}query_prepared\0\u{3}req_extra\0\u{1}steps\0\u{3}rollback_reason\0\u{3}create_time_us\0\u{3}update_time_us\0\u{3}finish_time_us\0\u{3}next_due_us\0\u{3}retry_interval\0\u{1}result\0\u{1}branches\0\u{3}last_seq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}gid\0\u{3}trans_type\0\u{1}status\0\u{1}protocol\0\u{1}options\0\u{3}custom_data\0\u{3}query_prepared\0\u{3}req_extra\0\u{1}steps\0\u{3}rollback_reason\0\u{3}create_time_us\0\u{3}update_time_us\0\u{3}finish_time_us\0\u{3}next_due_us\0\u{3}retry_interval\0\u{1}result\0\u{1}branches\0\u{3}last_seq\0\u{1}version\0")
 
   fileprivate class _StorageClass {
     var _gid: String = String()
@@ -1469,6 +1492,7 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _result: Data = Data()
     var _branches: [BranchState] = []
     var _lastSeq: UInt64 = 0
+    var _version: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1497,6 +1521,7 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
       _result = source._result
       _branches = source._branches
       _lastSeq = source._lastSeq
+      _version = source._version
     }
   }
 
@@ -1533,6 +1558,7 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 16: try { try decoder.decodeSingularBytesField(value: &_storage._result) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._branches) }()
         case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastSeq) }()
+        case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._version) }()
         default: break
         }
       }
@@ -1599,6 +1625,9 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._lastSeq != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._lastSeq, fieldNumber: 18)
       }
+      if _storage._version != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._version, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1626,6 +1655,7 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._result != rhs_storage._result {return false}
         if _storage._branches != rhs_storage._branches {return false}
         if _storage._lastSeq != rhs_storage._lastSeq {return false}
+        if _storage._version != rhs_storage._version {return false}
         return true
       }
       if !storagesAreEqual {return false}

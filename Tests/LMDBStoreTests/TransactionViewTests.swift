@@ -1,7 +1,29 @@
+import ByteIdentity
 import EventLog
+@testable import LMDBStore
 import Foundation
 import Projections
 import Testing
+
+/// A submitted (or prepared) saga of one step, as the view tests fold it.
+func sagaCreated(status: TransactionStatus = .submitted, due: Int64 = 5_000) -> TransactionEvent {
+    .created(.with {
+        $0.transType = "saga"
+        $0.status = status
+        $0.protocol = "grpc"
+        $0.nextDueUs = due
+        $0.retryInterval = 10
+        $0.options.branchHeaders = ["x-b": "2", "x-a": "1"]
+        $0.branches = ["compensate", "action"].map { op in
+            BranchSpec.with {
+                $0.branchID = "01"
+                $0.op = op
+                $0.url = "localhost:8080/busi.Busi/\(op)"
+                $0.payload = Data("{}".utf8)
+            }
+        }
+    })
+}
 
 /// A seeded generator so a failing random run can be repeated.
 struct SplitMix64: RandomNumberGenerator {
@@ -21,14 +43,17 @@ func temporaryDirectory(_ name: String = #function) -> String {
     return path
 }
 
+/// The embedded store without fsync.
+func openStore(_ path: String) async throws -> LMDBTransactionStore {
+    var configuration = LMDBStoreConfiguration(path: path)
+    configuration.durability = .noSync
+    return try await LMDBTransactionStore.open(configuration)
+}
+
 /// A log with the transaction view as its projector, without fsync.
 func openLogWithView(_ path: String) async throws -> (EventLog, TransactionView) {
-    let environment = try LMDBEnvironment(path: path, options: { var o = LMDBOptions(); o.noSync = true; return o }())
-    let view = try TransactionView(environment: environment)
-    var configuration = EventLogConfiguration(path: path)
-    configuration.durability = .noSync
-    let log = try await EventLog.open(configuration, projector: view, environment: environment)
-    return (log, view)
+    let store = try await openStore(path)
+    return (store.log, store.view)
 }
 
 /// Every key and value of the view's databases, in order.

@@ -1,0 +1,126 @@
+import Foundation
+import Projections
+
+/// Where transactions live: their events and the current state folded from them. The coordinator
+/// and the gateways need nothing else, so a store is the one thing a new backend implements
+/// (the embedded LMDB log, a database shared by several nodes).
+///
+/// Appends are compare-and-append: each names the version of the transaction it was decided
+/// on, and fails with `StoreConflict` when another writer got there first. Due work is claimed
+/// with a lease, so one node drives a transaction at a time. Listings page by an opaque token.
+public protocol TransactionStore: Sendable {
+    /// The current state of `gid`; nil when the gid is unknown.
+    func transaction(_ gid: String) async throws -> TransactionState?
+
+    /// Queues `events` for `gid` if its current version is `expectedVersion` (nil: the gid must
+    /// not exist yet), and returns at once; `PendingAppend.durable()` waits for the commit.
+    /// Appends queued one after another are committed in that order. Throws `StoreConflict`
+    /// when the version differs.
+    func append(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws -> any PendingAppend
+
+    /// Claims up to `limit` unfinished transactions due at or before `time` (µs), earliest first:
+    /// no other claim returns them until `release` or until `lease` has passed.
+    func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String]
+
+    /// Ends the claim on `gid`; with `holdFor`, it stays claimed that long (a transaction whose
+    /// round failed is left alone a while).
+    func release(_ gid: String, holdFor: Duration) async
+
+    /// When the earliest unclaimed unfinished transaction is due (µs); nil when none is scheduled.
+    func nextDueTime() async throws -> Int64?
+
+    /// Transactions newest first by create time that `filter` accepts, one page of at most `limit`.
+    func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage
+
+    /// Every event of `gid` in order; empty when the gid is unknown.
+    func history(of gid: String) async throws -> [RecordedEvent]
+
+    /// The events appended after global position `seq`, then each new one as it is appended.
+    func follow(after seq: UInt64) -> any AsyncSequence<RecordedEvent, any Error>
+}
+
+/// An append that has been queued; `durable()` returns once it is committed.
+public protocol PendingAppend: Sendable {
+    func durable() async throws
+}
+
+/// Another writer appended to the transaction since the caller read it.
+public struct StoreConflict: Error, Equatable, CustomStringConvertible {
+    public let gid: String
+    public let expectedVersion: UInt64?
+    public let actualVersion: UInt64?
+
+    public init(gid: String, expectedVersion: UInt64?, actualVersion: UInt64?) {
+        self.gid = gid
+        self.expectedVersion = expectedVersion
+        self.actualVersion = actualVersion
+    }
+
+    public var description: String {
+        func text(_ version: UInt64?) -> String { version.map { "version \($0)" } ?? "no transaction" }
+        return "transaction \(gid) changed under this writer: expected \(text(expectedVersion)), found \(text(actualVersion))"
+    }
+}
+
+/// Which transactions a listing returns; every criterion left nil accepts all.
+public struct TransactionFilter: Sendable {
+    public var status: TransactionStatus?
+    public var transType: String?
+    /// Created at or after this time (µs).
+    public var createdFrom: Int64?
+    /// Created at or before this time (µs).
+    public var createdThrough: Int64?
+
+    public init(status: TransactionStatus? = nil, transType: String? = nil, createdFrom: Int64? = nil, createdThrough: Int64? = nil) {
+        self.status = status
+        self.transType = transType
+        self.createdFrom = createdFrom
+        self.createdThrough = createdThrough
+    }
+
+    /// Whether `state` passes the filter.
+    public func accepts(_ state: TransactionState) -> Bool {
+        (status.map { state.status == $0 } ?? true)
+            && (transType.map { $0.isEmpty || state.transType == $0 } ?? true)
+            && (createdFrom.map { state.createTimeUs >= $0 } ?? true)
+            && (createdThrough.map { state.createTimeUs <= $0 } ?? true)
+    }
+}
+
+/// Where a listing goes on: opaque to clients, which send back what a page returned (as text).
+public struct PageToken: Sendable, Equatable {
+    /// The store's own position bytes.
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The token as clients carry it (base64).
+    public var text: String { Data(bytes).base64EncodedString() }
+
+    /// A token a client sent back; nil when it is not one a page returned.
+    public init?(text: String) {
+        guard let data = Data(base64Encoded: text) else { return nil }
+        bytes = Array(data)
+    }
+}
+
+/// One page of a listing.
+public struct TransactionPage: Sendable {
+    public let transactions: [TransactionState]
+    /// Where the next page starts; nil when this is the last.
+    public let next: PageToken?
+
+    /// The most a page holds, and what a listing that names no size gets.
+    public static let maximumSize = 1000
+    public static let defaultSize = 100
+
+    /// The page size for a requested `limit`: the default for 0, at most `maximumSize`.
+    public static func size(_ limit: Int) -> Int {
+        limit <= 0 ? defaultSize : min(limit, maximumSize)
+    }
+
+    public init(transactions: [TransactionState], next: PageToken?) {
+        self.transactions = transactions
+        self.next = next
+    }
+}

@@ -1,0 +1,73 @@
+import DTMWire
+import Foundation
+@testable import LMDBStore
+import Projections
+import Testing
+import TransactionStore
+
+/// The embedded store's compare-and-append, claims and listing.
+@Suite struct LMDBTransactionStoreTests {
+    let created = sagaCreated(status: .submitted, due: 1_000)
+    let scheduled = TransactionEvent.retryScheduled(.with { $0.dueUs = 2_000; $0.retryInterval = 10 })
+
+    @Test func appendsCompareTheVersionIncludingQueuedOnes() async throws {
+        let path = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try await openStore(path)
+        // Two appends queued back to back: the second expects the version the first leads to.
+        let first = try await store.append([created], to: "g", expectedVersion: nil)
+        let second = try await store.append([scheduled, scheduled], to: "g", expectedVersion: 1)
+        try await first.durable()
+        try await second.durable()
+        #expect(try await store.transaction("g")?.version == 3)
+        await #expect(throws: StoreConflict(gid: "g", expectedVersion: 1, actualVersion: 3)) {
+            _ = try await store.append([scheduled], to: "g", expectedVersion: 1)
+        }
+        await #expect(throws: StoreConflict(gid: "g", expectedVersion: nil, actualVersion: 3)) {
+            _ = try await store.append([created], to: "g", expectedVersion: nil)
+        }
+        // A canonically equivalent gid is another transaction.
+        try await store.append([created], to: "cafe\u{301}", expectedVersion: nil).durable()
+        await #expect(throws: StoreConflict.self) { _ = try await store.append([created], to: "cafe\u{301}", expectedVersion: nil) }
+        try await store.append([created], to: "caf\u{E9}", expectedVersion: nil).durable()
+        #expect(try await store.history(of: "g").map(\.event) == [created, scheduled, scheduled])
+        try await store.close()
+    }
+
+    @Test func dueWorkIsClaimedOnceUntilReleased() async throws {
+        let path = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try await openStore(path)
+        for gid in ["a", "b", "c"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)) == ["a", "b"])
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)) == ["c"])
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)).isEmpty)
+        #expect(try await store.nextDueTime() == nil, "every due transaction is claimed")
+        await store.release("b", holdFor: .zero)
+        #expect(try await store.nextDueTime() == 1_000)
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 5, lease: .milliseconds(1)) == ["b"])
+        try await Task.sleep(for: .milliseconds(5))
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 5, lease: .seconds(60)) == ["b"], "an expired lease is claimed again")
+        await store.release("a", holdFor: .seconds(60))
+        #expect(try await store.claimDue(atOrBefore: 5_000, limit: 5, lease: .seconds(60)).isEmpty, "a held claim stays claimed")
+        try await store.close()
+    }
+
+    @Test func listingsPageByOpaqueTokens() async throws {
+        let path = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try await openStore(path)
+        for index in 0..<5 { try await store.append([created], to: "g\(index)", expectedVersion: nil).durable() }
+        let first = try await store.transactions(matching: TransactionFilter(transType: "saga"), page: nil, limit: 3)
+        #expect(first.transactions.count == 3)
+        let token = try #require(first.next)
+        #expect(PageToken(text: token.text) == token)
+        let second = try await store.transactions(matching: TransactionFilter(), page: token, limit: 3)
+        #expect(second.transactions.count == 2)
+        #expect(second.next == nil)
+        #expect(Set((first.transactions + second.transactions).map(\.gid)) == Set((0..<5).map { "g\($0)" }))
+        #expect(try await store.transactions(matching: TransactionFilter(status: .failed), page: nil, limit: 10).transactions.isEmpty)
+        #expect(TransactionPage.size(0) == 100 && TransactionPage.size(5000) == 1000)
+        try await store.close()
+    }
+}
