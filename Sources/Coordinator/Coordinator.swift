@@ -24,12 +24,13 @@ public final class Coordinator: Sendable {
     let locks = GidLocks()
     /// Transactions the scheduler should start a round of at once.
     let roundsDueNow = RoundsDueNow()
-    let clock: @Sendable () -> Int64
+    /// Where the coordinator and its scheduler take the time from.
+    let clock: any TransactionClock
 
     public init(
         store: any TransactionStore, invoker: any BranchInvoker, defaults: TransactionDefaults,
         logger: Logger = Logger(label: "swiftdtm.coordinator"),
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+        clock: any TransactionClock = SystemClock()
     ) {
         self.store = store
         self.invoker = invoker
@@ -45,24 +46,24 @@ public final class Coordinator: Sendable {
 
     /// dtm's Prepare: creates a prepared transaction; idempotent while it is prepared.
     public func prepare(_ request: TransactionRequest) async throws {
-        let created = try TransactionCreation.created(request, status: .prepared, defaults: defaults, now: clock())
+        let created = try TransactionCreation.created(request, status: .prepared, defaults: defaults, now: clock.now())
         try await command(.prepare(created), gid: request.gid)
     }
 
     /// dtm's Submit: submits a prepared transaction or creates a submitted one, then drives it.
     /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
     public func submit(_ request: TransactionRequest) async throws {
-        let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock())
+        let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock.now())
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
         let next: Next = try await locks.withLock(request.gid) {
             let existing = try await self.store.transaction(request.gid)
-            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock())
+            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
             guard !events.isEmpty else { return .nothing }
             try await self.record(events, gid: request.gid, on: existing)
             let submitted = self.applyLocally(events, to: existing, gid: request.gid)
             self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
-            guard submitted.nextDueUs <= self.clock() else { return .nothing }  // the scheduler starts it
+            guard submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
             guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
             // WaitResult: the first round runs under the same lock, from the state just recorded.
             return .answer(try await self.round(request.gid, from: submitted) ?? submitted)
@@ -81,7 +82,7 @@ public final class Coordinator: Sendable {
     private func applyLocally(_ events: [TransactionEvent], to state: TransactionState?, gid: String) -> TransactionState {
         var current = state
         for event in events {
-            current = apply(RecordedEvent(seq: (current?.lastSeq ?? 0) + 1, time: clock(), gid: gid, event: event), to: current)
+            current = apply(RecordedEvent(seq: (current?.lastSeq ?? 0) + 1, time: clock.now(), gid: gid, event: event), to: current)
         }
         return current ?? TransactionState()
     }
@@ -126,7 +127,7 @@ public final class Coordinator: Sendable {
     private func command(_ command: ClientCommand, gid: String) async throws {
         try await locks.withLock(gid) {
             let existing = try await self.store.transaction(gid)
-            let events = try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock())
+            let events = try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock.now())
             try await self.record(events, gid: gid, on: existing)
         }
     }
@@ -165,7 +166,7 @@ public final class Coordinator: Sendable {
         // The version the store has (or has queued) for the transaction: what the next append expects.
         var storedVersion = state.version
         func record(_ event: TransactionEvent) {
-            if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock(), gid: gid, event: event), to: state) {
+            if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock.now(), gid: gid, event: event), to: state) {
                 state = next
             }
             pending.append(event)
@@ -181,7 +182,7 @@ public final class Coordinator: Sendable {
         defer { DtmMetrics.roundHandled(model: state.transType, duration: ContinuousClock.now - started) }
         // Each branch is called at most once per round, so a round always ends.
         for _ in 0...(state.branches.count * 2 + 4) {
-            let now = clock()
+            let now = clock.now()
             switch mode.decide(state, now: now) {
             case .done:
                 break
@@ -196,7 +197,7 @@ public final class Coordinator: Sendable {
                 continue
             case let .call(refs):
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
-                if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock()) {
+                if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
                     record(.retryScheduled(retry))
                     break
                 }

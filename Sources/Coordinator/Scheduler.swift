@@ -81,7 +81,7 @@ public struct Scheduler: Service {
     private func loop(starting start: (String) -> Void, running: RunningRounds) async {
         let store = coordinator.store
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let now = coordinator.clock()
+            let now = coordinator.clock.now()
             var free = maxConcurrentDrives - running.count.load(ordering: .relaxed)
             var started = Set<ExactString>()
             for gid in coordinator.roundsDueNow.take(upTo: free) where started.insert(gid.exact).inserted {
@@ -114,7 +114,7 @@ public struct Scheduler: Service {
     private func pause(busy: Bool) async -> Duration {
         if busy { return .milliseconds(20) }
         guard let nextDue = (try? await coordinator.store.nextDueTime()) ?? nil else { return cronInterval }
-        let untilDue = Duration.microseconds(max(Microseconds.adding(nextDue, to: -coordinator.clock()), 0))
+        let untilDue = Duration.microseconds(max(Microseconds.adding(nextDue, to: -coordinator.clock.now()), 0))
         return max(min(cronInterval, untilDue), .milliseconds(20))
     }
 }

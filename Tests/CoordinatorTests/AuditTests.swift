@@ -40,7 +40,8 @@ import Testing
     }
 
     @Test func coordinatorRoundsPassTheAudit() async throws {
-        try await withCoordinator { coordinator, busi in
+        let clock = ManualClock()
+        try await withCoordinator(clock: clock) { coordinator, busi in
             busi.plans.withLock { $0["A2"] = [.unavailable, .aborted] }
             var request = TransactionRequest()
             request.gid = "audited"
@@ -51,7 +52,7 @@ import Testing
             request.payloads = [Data(), Data()]
             try await coordinator.submit(request)
             while try await coordinator.transaction("audited")?.status != .failed {
-                try await Task.sleep(for: .milliseconds(50))
+                clock.advance(by: .seconds(2))  // past the retry interval: no waiting in real time
                 try await coordinator.drive("audited")
             }
             let events = try embeddedStore(coordinator).log.records(ofStream: "audited").map(RecordedEvent.init)

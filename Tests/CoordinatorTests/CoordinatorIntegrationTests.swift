@@ -66,7 +66,9 @@ final class SwiftBranchServer: Sendable {
 }
 
 /// dtmd's pieces in one process: event log, view, coordinator, gRPC invoker and a Swift branch server.
-func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Void) async throws {
+func withCoordinator(
+    clock: any TransactionClock = SystemClock(), _ body: (Coordinator, SwiftBranchServer) async throws -> Void
+) async throws {
     let path = NSTemporaryDirectory() + "swiftdtm-coordinator-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: path) }
     var configuration = LMDBStoreConfiguration(path: path)
@@ -75,7 +77,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
     let invoker = GrpcBranchInvoker()
     var defaults = TransactionDefaults()
     defaults.retryInterval = 1
-    let coordinator = Coordinator(store: store, invoker: invoker, defaults: defaults)
+    let coordinator = Coordinator(store: store, invoker: invoker, defaults: defaults, clock: clock)
     let busi = SwiftBranchServer()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await busi.server.serve() }
@@ -138,7 +140,8 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
     }
 
     @Test func tccRegistersThenConfirmsAndAnErrorSchedulesARetry() async throws {
-        try await withCoordinator { coordinator, busi in
+        let clock = ManualClock()
+        try await withCoordinator(clock: clock) { coordinator, busi in
             busi.plans.withLock { $0["Confirm"] = [.unavailable] }
             var request = TransactionRequest()
             request.gid = "tcc-1"
@@ -156,7 +159,7 @@ func withCoordinator(_ body: (Coordinator, SwiftBranchServer) async throws -> Vo
             let afterError = try #require(try await coordinator.drive("tcc-1"))
             #expect(afterError.status == .submitted || afterError.status == .succeed)
             // The first confirm failed with Unavailable: a retry is scheduled a second later.
-            try await Task.sleep(for: .milliseconds(1100))
+            clock.advance(by: .milliseconds(1100))
             let finished = try #require(try await coordinator.drive("tcc-1"))
             #expect(finished.status == .succeed)
             #expect(busi.calls.withLock { $0.map(\.method) } == ["Confirm", "Confirm"])
