@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Modes", targets: ["Modes"]),
         .library(name: "TransactionStore", targets: ["TransactionStore"]),
         .library(name: "LMDBStore", targets: ["LMDBStore"]),
+        .library(name: "MemoryStore", targets: ["MemoryStore"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
@@ -97,6 +98,10 @@ let package = Package(
         .target(
             name: "TransactionStore",
             dependencies: ["Projections"]
+        ),
+        .target(
+            name: "MemoryStore",
+            dependencies: ["ByteIdentity", "Projections", "TransactionStore"]
         ),
         .target(
             name: "LMDBStore",

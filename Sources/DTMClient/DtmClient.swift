@@ -21,28 +21,10 @@ public enum DtmError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Options of a transaction (dtm's TransOptions); 0 / empty = the server's default.
-public struct TransactionOptions: Sendable {
-    public var waitResult = false
-    public var timeoutToFail: Int64 = 0
-    public var retryInterval: Int64 = 0
-    public var requestTimeout: Int64 = 0
-    public var retryLimit: Int64 = 0
-    public var branchHeaders: [String: String] = [:]
-
-    public init() {}
-
-    var message: Dtmgimp_DtmTransOptions {
-        .with {
-            $0.waitResult = waitResult
-            $0.timeoutToFail = timeoutToFail
-            $0.retryInterval = retryInterval
-            $0.requestTimeout = requestTimeout
-            $0.retryLimit = retryLimit
-            $0.branchHeaders = branchHeaders
-        }
-    }
-}
+/// Options of a transaction (dtm's TransOptions: WaitResult, TimeoutToFail, RetryInterval,
+/// RequestTimeout, RetryLimit, BranchHeaders); 0 / empty = the server's default. They travel as
+/// they are, so the SDK's options are dtm's wire message itself.
+public typealias TransOptions = Dtmgimp_DtmTransOptions
 
 /// A connection to dtm (or SwiftDTM's dtmd) over gRPC, the equivalent of Go's `dtmgrpc`.
 ///

@@ -6,7 +6,7 @@ import GRPCCore
 /// QueryPrepared URL first, run the local transaction, then `submit` (`doAndSubmit` does all).
 public struct Msg: Sendable {
     public let gid: String
-    public var options = TransactionOptions()
+    public var options = TransOptions()
     /// Seconds to wait after submit before calling the branches.
     public var delay: Int64 = 0
     private var steps: [[String: String]] = []
@@ -52,7 +52,7 @@ public struct Msg: Sendable {
 /// A SAGA: actions in order (or concurrently by branch orders), compensations on failure.
 public struct Saga: Sendable {
     public let gid: String
-    public var options = TransactionOptions()
+    public var options = TransOptions()
     /// Run steps concurrently, ordered by `addBranchOrder`.
     public var concurrent = false
     private var steps: [[String: String]] = []
@@ -108,7 +108,7 @@ public final class Tcc: Sendable {
 
 /// Runs a TCC transaction: prepares `gid`, runs `body` (which calls the branches' Try), submits;
 /// if `body` throws, aborts so dtm cancels every registered branch, and rethrows.
-public func tccGlobalTransaction(_ client: DtmClient, gid: String, options: TransactionOptions = TransactionOptions(), _ body: (Tcc) async throws -> Void) async throws {
+public func tccGlobalTransaction(_ client: DtmClient, gid: String, options: TransOptions = TransOptions(), _ body: (Tcc) async throws -> Void) async throws {
     let request = try transactionRequest(gid: gid, transType: "tcc", steps: [], payloads: [], options: options)
     try await client.send("prepare", request)
     do {
@@ -133,7 +133,7 @@ public func registerXaBranch(_ client: DtmClient, gid: String, branchID: String,
 }
 
 /// Prepares, submits or aborts an XA global transaction `gid`.
-public func xaGlobalTransaction(_ client: DtmClient, gid: String, options: TransactionOptions = TransactionOptions(), _ body: () async throws -> Void) async throws {
+public func xaGlobalTransaction(_ client: DtmClient, gid: String, options: TransOptions = TransOptions(), _ body: () async throws -> Void) async throws {
     let request = try transactionRequest(gid: gid, transType: "xa", steps: [], payloads: [], options: options)
     try await client.send("prepare", request)
     do {
@@ -146,7 +146,7 @@ public func xaGlobalTransaction(_ client: DtmClient, gid: String, options: Trans
 }
 
 func transactionRequest(
-    gid: String, transType: String, steps: [[String: String]], payloads: [Data], options: TransactionOptions,
+    gid: String, transType: String, steps: [[String: String]], payloads: [Data], options: TransOptions,
     custom: [String: Any]? = nil, queryPrepared: String = ""
 ) throws -> Dtmgimp_DtmRequest {
     let stepsJSON = steps.isEmpty ? "" : String(decoding: try JSONSerialization.data(withJSONObject: steps, options: [.withoutEscapingSlashes]), as: UTF8.self)
@@ -158,7 +158,7 @@ func transactionRequest(
         $0.binPayloads = payloads
         $0.customedData = customJSON
         $0.queryPrepared = queryPrepared
-        $0.transOptions = options.message
+        $0.transOptions = options
     }
 }
 

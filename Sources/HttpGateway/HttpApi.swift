@@ -24,7 +24,7 @@ public enum HttpApi {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics())))
         }
-        let api = router.group("/api/dtmsvr")
+        let api = router.group("/api/dtmsvr").add(middleware: DtmMetricsMiddleware())
         api.get("newGid") { _, _ in json(["gid": coordinator.newGid(), "dtm_result": DtmResult.success.rawValue]) }
         api.get("version") { _, _ in json(["version": "swiftdtm-\(version)"]) }
         func command(_ path: String, _ body: @escaping @Sendable (Request) async throws -> Void) {
@@ -82,27 +82,27 @@ public enum HttpApi {
         return object
     }
 
+    /// dtm's JSON body read into dtm's request message, then converted as the gRPC gateway converts it.
     static func transaction(_ request: Request) async throws -> TransactionRequest {
         let body = JSONBody(try await body(request))
-        var transaction = TransactionRequest()
-        transaction.transport = "http"
-        transaction.gid = try body.string("gid")
-        transaction.transType = try body.string("trans_type")
-        transaction.steps = try body.jsonText("steps")
-        transaction.payloads = try body.strings("payloads").map { Data($0.utf8) }
-        transaction.customData = try body.optionalString("custom_data")
-        transaction.queryPrepared = try body.optionalString("query_prepared")
-        transaction.rollbackReason = try body.optionalString("rollback_reason")
-        transaction.waitResult = try body.bool("wait_result")
-        transaction.timeoutToFail = try body.integer("timeout_to_fail")
-        transaction.requestTimeout = try body.integer("request_timeout")
-        transaction.retryInterval = try body.integer("retry_interval")
-        transaction.retryLimit = try body.integer("retry_limit")
-        transaction.branchHeaders = try body.stringMap("branch_headers")
-        if try body.bool("concurrent"), transaction.customData.isEmpty {
-            transaction.customData = #"{"concurrent":true}"#
+        var wire = Dtmgimp_DtmRequest()
+        wire.gid = try body.string("gid")
+        wire.transType = try body.string("trans_type")
+        wire.steps = try body.jsonText("steps")
+        wire.binPayloads = try body.strings("payloads").map { Data($0.utf8) }
+        wire.customedData = try body.optionalString("custom_data")
+        wire.queryPrepared = try body.optionalString("query_prepared")
+        wire.rollbackReason = try body.optionalString("rollback_reason")
+        wire.transOptions.waitResult = try body.bool("wait_result")
+        wire.transOptions.timeoutToFail = try body.integer("timeout_to_fail")
+        wire.transOptions.requestTimeout = try body.integer("request_timeout")
+        wire.transOptions.retryInterval = try body.integer("retry_interval")
+        wire.transOptions.retryLimit = try body.integer("retry_limit")
+        wire.transOptions.branchHeaders = try body.stringMap("branch_headers")
+        if try body.bool("concurrent"), wire.customedData.isEmpty {
+            wire.customedData = #"{"concurrent":true}"#
         }
-        return transaction
+        return TransactionRequest(wire, transport: "http")
     }
 
     static func registration(_ request: Request) async throws -> BranchRegistrationRequest {
@@ -119,13 +119,14 @@ public enum HttpApi {
         return registration
     }
 
-    /// Runs a request (metrics, logging of server faults) and answers with dtm's envelope: the
-    /// object `body` returns with 200, or the refusal with its status.
+    /// Runs a request and answers with dtm's envelope: the object `body` returns with 200, or the
+    /// refusal with its status; the server's own faults are logged. (Metrics: `DtmMetricsMiddleware`.)
     static func answer(_ api: String, logger: Logger, _ body: () async throws -> [String: Any]) async -> Response {
         do {
-            return json(try await GatewayCall.run(transport: "http", api: api, logger: logger, body))
+            return json(try await body())
         } catch {
             let refusal = RequestError(error)
+            refusal.logIfServerFault(api: api, transport: "http", gid: "", logger: logger)
             var envelope: [String: Any] = ["message": refusal.description]
             if refusal.result == .failure || refusal.result == .ongoing { envelope["dtm_result"] = refusal.result.rawValue }
             let status = refusal.httpStatus

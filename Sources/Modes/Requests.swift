@@ -27,6 +27,29 @@ public struct TransactionRequest: Sendable {
     public init() {}
 }
 
+extension TransactionRequest {
+    /// dtm's request as it arrives over either gateway (the HTTP gateway reads its JSON body into
+    /// the same message), from `transport` (`grpc` or `http`): the one conversion from the wire.
+    public init(_ wire: Dtmgimp_DtmRequest, transport: String) {
+        self.init()
+        gid = wire.gid
+        transType = wire.transType
+        steps = wire.steps
+        payloads = wire.binPayloads
+        customData = wire.customedData
+        queryPrepared = wire.queryPrepared
+        waitResult = wire.transOptions.waitResult
+        timeoutToFail = wire.transOptions.timeoutToFail
+        retryInterval = wire.transOptions.retryInterval
+        requestTimeout = wire.transOptions.requestTimeout
+        retryLimit = wire.transOptions.retryLimit
+        branchHeaders = wire.transOptions.branchHeaders
+        reqExtra = wire.reqExtra
+        rollbackReason = wire.rollbackReason
+        self.transport = transport
+    }
+}
+
 /// A RegisterBranch request (dtm's DtmBranchRequest).
 public struct BranchRegistrationRequest: Sendable {
     public var gid = ""

@@ -74,7 +74,8 @@ struct Dtmd: AsyncParsableCommand {
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
-            services: [DtmService(coordinator: coordinator), AdminService(store: store)])
+            services: [DtmService(coordinator: coordinator), AdminService(store: store)],
+            interceptorPipeline: [.apply(DtmMetricsInterceptor(), to: .services([Dtmgimp_Dtm.descriptor]))])
         let http = Application(
             router: HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }),
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),

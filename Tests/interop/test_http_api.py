@@ -131,7 +131,7 @@ def test_mixed_http_and_grpc_saga(dtm, dtmd, busi, http_busi, pb):
     assert [c.method for c in busi.calls_for(gid)] == ["/busi.Busi/TransIn"]
 
 
-def test_metrics_scrape_has_dtms_names(api, dtmd, http_busi):
+def test_metrics_scrape_has_dtms_names(api, dtm, dtmd, http_busi):
     gid = utils.gen_gid(api)
     s = saga.Saga(api, gid)
     s.add({"amount": 1}, http_busi.url("TransOut"), http_busi.url("TransOutRevert"))
@@ -149,6 +149,12 @@ def test_metrics_scrape_has_dtms_names(api, dtmd, http_busi):
     assert has("dtm_transaction_handled_duration", 'model="saga"')
     assert has("dtm_branch_process_total", 'model="saga"', 'branchid="01"', 'branchtype="action"', 'status="succeed"')
     assert has("dtm_server_info", 'version="swiftdtm-')
+    # Every API is measured, not just the transaction commands (middleware, interceptor).
+    assert has("dtm_server_process_total", 'type="http"', 'api="newGid"', 'status="SUCCESS"')
+    new_gid(dtm)
+    with urllib.request.urlopen(f"http://127.0.0.1:{dtmd.http_port}/api/metrics") as r:
+        lines = r.read().decode().splitlines()
+    assert has("dtm_server_process_total", 'type="grpc"', 'api="NewGid"', 'status="SUCCESS"')
 
 
 def test_same_request_over_http_or_grpc_records_the_same_events(api, dtm, dtmd, http_busi, pb):
@@ -170,6 +176,8 @@ def test_same_request_over_http_or_grpc_records_the_same_events(api, dtm, dtmd, 
                 created.pop("protocol"), created.pop("next_due_us")
                 created["steps"] = json.loads(created["steps"])
             event["event"].get("attempt_finished", {}).pop("duration_us", None)
+            for timed in ("attempt_started", "status_changed"):  # when the decision was made
+                event["event"].get(timed, {}).pop("decided_at_us", None)
         return history
 
     assert events(over_http) == events(over_grpc)
