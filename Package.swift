@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "dtm-bench", targets: ["DTMBench"]),
         .executable(name: "dtmctl", targets: ["DTMCtl"]),
         .library(name: "DTMClient", targets: ["DTMClient"]),
+        .library(name: "DTMClientTesting", targets: ["DTMClientTesting"]),
         .executable(name: "trans-service", targets: ["TransService"]),
         .executable(name: "trans-app", targets: ["TransApp"]),
     ],
@@ -70,6 +71,15 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "DTMClientTesting",
+            dependencies: [
+                "DTMClient", "DTMWire", "Coordinator", "Modes", "Invokers", "MemoryStore", "TransactionStore", "GrpcGateway",
+                "Projections",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ]
         ),
         // ── The server ─────────────────────────────────────────────────────────────────────
@@ -267,15 +277,11 @@ let package = Package(
         ),
         .testTarget(
             name: "LMDBStoreTests",
-            dependencies: ["LMDBStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"]
+            dependencies: ["LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"]
         ),
         .testTarget(
             name: "DTMClientTests",
-            dependencies: [
-                "DTMClient", "DTMWire", "Modes", "Coordinator", "Invokers", "GrpcGateway", "EventLog", "LMDBStore", "Projections",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-            ]
+            dependencies: ["DTMClient", "DTMClientTesting", "DTMWire"]
         ),
         .testTarget(
             name: "CoordinatorTests",

@@ -151,8 +151,19 @@ public final class Coordinator: Sendable {
         try await locks.withLock(gid) { try await self.round(gid, from: nil) }
     }
 
-    /// Whether a round of `gid` is running now.
-    func isDriving(_ gid: String) -> Bool { locks.isHeld(gid) }
+    /// Runs one round of `gid` if it is still due (another round may have run and rescheduled it
+    /// since it was found due); returns its state either way, nil for an unknown gid.
+    @discardableResult
+    public func driveIfDue(_ gid: String) async throws -> TransactionState? {
+        try await locks.withLock(gid) {
+            guard let state = try await self.store.transaction(gid) else { return nil }
+            guard !state.status.isTerminal, state.nextDueUs > 0, state.nextDueUs <= self.clock.now() else { return state }
+            return try await self.round(gid, from: state)
+        }
+    }
+
+    /// Whether a round of `gid` (or a client request for it) is running now.
+    public func isDriving(_ gid: String) -> Bool { locks.isHeld(gid) }
 
     /// One round, from `start` (the caller's fresh state) or the view. Events are folded into the
     /// round's state at once and queued to the log in batches — before each set of branch calls

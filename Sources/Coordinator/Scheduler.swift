@@ -50,7 +50,8 @@ public struct Scheduler: Service {
                     group.addTask {
                         defer { running.count.subtract(1, ordering: .relaxed) }
                         do {
-                            try await coordinator.drive(gid)
+                            // Still due? A round a client started may have rescheduled it meanwhile.
+                            try await coordinator.driveIfDue(gid)
                             await store.release(gid, holdFor: .zero)
                         } catch {
                             // One transaction that cannot be driven (say, its stored state is

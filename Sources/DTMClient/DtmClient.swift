@@ -30,11 +30,17 @@ public typealias TransOptions = Dtmgimp_DtmTransOptions
 ///
 /// The target is `host:port` or a go-zero target such as `etcd://localhost:2379/dtmservice`,
 /// resolved through etcd to one of the registered dtm servers. Use it inside `withDtmClient`,
-/// which runs and closes the connection.
+/// which runs and closes the connection (or get one from `DTMClientTesting` in unit tests).
 public struct DtmClient: Sendable {
-    let dtm: Dtmgimp_Dtm.Client<HTTP2ClientTransport.Posix>
-    let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    let resolver: DiscoveryResolver
+    let dtm: any Dtmgimp_Dtm.ClientProtocol
+    let branches: any BranchCaller
+
+    /// A client that sends dtm's requests through `dtm` and calls branches itself (a TCC Try)
+    /// through `branches`.
+    public init(dtm: any Dtmgimp_Dtm.ClientProtocol, branches: any BranchCaller) {
+        self.dtm = dtm
+        self.branches = branches
+    }
 
     /// A new gid from the server.
     public func newGid() async throws -> String {
@@ -72,18 +78,28 @@ public struct DtmClient: Sendable {
     /// dtm's metadata, as a TCC Try or an XA prepare is called by the application.
     func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws {
         let parsed = try GrpcBranchURL(parsing: url)
-        let address = try await resolver.address(for: parsed.target)
-        let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op).metadata()
+        let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op)
+        try await call { try await branches.call(parsed, payload: payload, metadata: metadata) }
+    }
+}
+
+/// How the SDK calls a branch itself (a TCC Try): `payload` to the method `url` names, unchanged,
+/// with dtm's metadata. Errors are the branch's gRPC status.
+public protocol BranchCaller: Sendable {
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws
+}
+
+/// Calls branches over the network: the URL's server (`host:port`, or a discovery target resolved
+/// through etcd) on a connection made for the call.
+struct NetworkBranchCaller: BranchCaller {
+    let resolver: DiscoveryResolver
+
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws {
+        let address = try await resolver.address(for: url.target)
         try await withGRPCClient(
             transport: try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
         ) { client in
-            try await call {
-                try await client.unary(
-                    request: ClientRequest(message: payload, metadata: metadata),
-                    descriptor: MethodDescriptor(fullyQualifiedService: parsed.service, method: parsed.method),
-                    serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: .defaults
-                ) { _ = try $0.message }
-            }
+            try await client.callRaw(url, payload: payload, metadata: metadata.metadata())
         }
     }
 }
@@ -97,7 +113,7 @@ public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async
         let address = try await resolver.address(for: target)
         let transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { grpc in
-            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), grpc: grpc, resolver: resolver))
+            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), branches: NetworkBranchCaller(resolver: resolver)))
         }
     }
 }

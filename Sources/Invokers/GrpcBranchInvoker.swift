@@ -87,15 +87,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         // A call made while its connection is still being set up waits for it (up to the
         // deadline) instead of failing at once with "Channel isn't ready".
         options.waitForReady = true
-        let descriptor = MethodDescriptor(fullyQualifiedService: url.service, method: url.method)
-        let request = ClientRequest(message: [UInt8](call.payload), metadata: metadata)
-        let callOptions = options
-        @Sendable func send(on client: GRPCClient<HTTP2ClientTransport.Posix>) async throws {
-            try await client.unary(
-                request: request, descriptor: descriptor, serializer: RawBytesCoding(), deserializer: RawBytesCoding(),
-                options: callOptions
-            ) { response in _ = try response.message }
-        }
+        let payload = [UInt8](call.payload)
         var lastFailure = BranchResult(.error, "no attempt made")
         for attempt in 1...transportAttempts {
             let address: HostPort
@@ -108,7 +100,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             do {
                 let pooled = try client(for: address)
                 entry = pooled
-                try await send(on: pooled.client)
+                try await pooled.client.callRaw(url, payload: payload, metadata: metadata, options: options)
                 return BranchResult(.success)
             } catch let error as RPCError {
                 let result = DtmResult(grpcCode: error.code)

@@ -1,19 +1,37 @@
 import DTMWire
 import Foundation
 @testable import LMDBStore
+import MemoryStore
 import Projections
 import Testing
 import TransactionStore
 
-/// The embedded store's compare-and-append, claims and listing.
-@Suite struct LMDBTransactionStoreTests {
+/// The stores this project has, each under the same tests.
+enum StoreKind: String, CaseIterable, Sendable {
+    case lmdb, memory
+
+    /// A new, empty store of this kind, closed after `body`.
+    func with(_ body: (any TransactionStore) async throws -> Void) async throws {
+        switch self {
+        case .memory:
+            try await body(InMemoryTransactionStore())
+        case .lmdb:
+            let path = temporaryDirectory("store")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let store = try await openStore(path)
+            try await body(store)
+            try await store.close()
+        }
+    }
+}
+
+/// What every `TransactionStore` must do: compare-and-append, claims, listing, history, follow.
+@Suite struct TransactionStoreTests {
     let created = sagaCreated(status: .submitted, due: 1_000)
     let scheduled = TransactionEvent.retryScheduled(.with { $0.dueUs = 2_000; $0.retryInterval = 10 })
 
-    @Test func appendsCompareTheVersionIncludingQueuedOnes() async throws {
-        let path = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let store = try await openStore(path)
+    @Test(arguments: StoreKind.allCases) func appendsCompareTheVersionIncludingQueuedOnes(kind: StoreKind) async throws {
+        try await kind.with { store in
         // Two appends queued back to back: the second expects the version the first leads to.
         let first = try await store.append([created], to: "g", expectedVersion: nil)
         let second = try await store.append([scheduled, scheduled], to: "g", expectedVersion: 1)
@@ -31,13 +49,11 @@ import TransactionStore
         await #expect(throws: StoreConflict.self) { _ = try await store.append([created], to: "cafe\u{301}", expectedVersion: nil) }
         try await store.append([created], to: "caf\u{E9}", expectedVersion: nil).durable()
         #expect(try await store.history(of: "g").map(\.event) == [created, scheduled, scheduled])
-        try await store.close()
+        }
     }
 
-    @Test func dueWorkIsClaimedOnceUntilReleased() async throws {
-        let path = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let store = try await openStore(path)
+    @Test(arguments: StoreKind.allCases) func dueWorkIsClaimedOnceUntilReleased(kind: StoreKind) async throws {
+        try await kind.with { store in
         for gid in ["a", "b", "c"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }
         #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)) == ["a", "b"])
         #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)) == ["c"])
@@ -50,13 +66,11 @@ import TransactionStore
         #expect(try await store.claimDue(atOrBefore: 5_000, limit: 5, lease: .seconds(60)) == ["b"], "an expired lease is claimed again")
         await store.release("a", holdFor: .seconds(60))
         #expect(try await store.claimDue(atOrBefore: 5_000, limit: 5, lease: .seconds(60)).isEmpty, "a held claim stays claimed")
-        try await store.close()
+        }
     }
 
-    @Test func listingsPageByOpaqueTokens() async throws {
-        let path = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let store = try await openStore(path)
+    @Test(arguments: StoreKind.allCases) func listingsPageByOpaqueTokens(kind: StoreKind) async throws {
+        try await kind.with { store in
         for index in 0..<5 { try await store.append([created], to: "g\(index)", expectedVersion: nil).durable() }
         let first = try await store.transactions(matching: TransactionFilter(transType: "saga"), page: nil, limit: 3)
         #expect(first.transactions.count == 3)
@@ -68,6 +82,18 @@ import TransactionStore
         #expect(Set((first.transactions + second.transactions).map(\.gid)) == Set((0..<5).map { "g\($0)" }))
         #expect(try await store.transactions(matching: TransactionFilter(status: .failed), page: nil, limit: 10).transactions.isEmpty)
         #expect(TransactionPage.size(0) == 100 && TransactionPage.size(5000) == 1000)
-        try await store.close()
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases) func followReplaysThenWaitsForNewEvents(kind: StoreKind) async throws {
+        try await kind.with { store in
+            try await store.append([created], to: "a", expectedVersion: nil).durable()
+            var events = store.follow(after: 0).makeAsyncIterator()
+            #expect(try await events.next()?.gid == "a")
+            try await store.append([created], to: "b", expectedVersion: nil).durable()
+            let next = try await events.next()
+            #expect(next?.gid == "b")
+            #expect(next?.seq == 2)
+        }
     }
 }

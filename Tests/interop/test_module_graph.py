@@ -43,6 +43,11 @@ def test_the_sdk_links_no_server_module(graph):
         assert not closure(graph, name) & SERVER_MODULES, f"{name} depends on {closure(graph, name) & SERVER_MODULES}"
 
 
+def test_the_sdk_test_kit_links_no_lmdb(graph):
+    # An in-process dtm (coordinator on the in-memory store), so SDK users' tests need no liblmdb.
+    assert not closure(graph, "DTMClientTesting") & {"EventLog", "CLMDB", "LMDBStore"}
+
+
 def test_the_graph_has_no_cycles(graph):
     for name in graph:
         assert name not in closure(graph, name), f"{name} depends on itself"

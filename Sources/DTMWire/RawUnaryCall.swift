@@ -1,0 +1,14 @@
+import GRPCCore
+
+extension GRPCClient {
+    /// Calls the method `url` names with `payload` as its request message, unchanged, and `metadata`;
+    /// the response message is read and dropped. How dtm calls a branch it has no types for (and
+    /// the SDK a TCC Try).
+    public func callRaw(_ url: GrpcBranchURL, payload: [UInt8], metadata: Metadata, options: CallOptions = .defaults) async throws {
+        try await unary(
+            request: ClientRequest(message: payload, metadata: metadata),
+            descriptor: MethodDescriptor(fullyQualifiedService: url.service, method: url.method),
+            serializer: RawBytesCoding(), deserializer: RawBytesCoding(), options: options
+        ) { response in _ = try response.message }
+    }
+}
