@@ -1,6 +1,12 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// Every target: existentials spelled `any`, imports internal unless a type leaks into a public API.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
 let package = Package(
     name: "SwiftDTM",
     platforms: [.macOS(.v15)],
@@ -50,7 +56,8 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "DTMDiscovery",
@@ -59,7 +66,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "DTMClient",
@@ -71,7 +79,8 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "DTMClientTesting",
@@ -80,7 +89,8 @@ let package = Package(
                 "Projections",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         // ── The server ─────────────────────────────────────────────────────────────────────
         .systemLibrary(
@@ -88,7 +98,7 @@ let package = Package(
             path: "Sources/CLMDB",
             providers: [.apt(["liblmdb-dev"])]
         ),
-        .target(name: "ByteIdentity"),
+        .target(name: "ByteIdentity", swiftSettings: strictSettings),
         .target(
             name: "EventLog",
             dependencies: [
@@ -96,33 +106,39 @@ let package = Package(
                 "CLMDB",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "Projections",
             dependencies: [
                 "ByteIdentity",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "TransactionStore",
-            dependencies: ["Projections"]
+            dependencies: ["Projections"],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "MemoryStore",
-            dependencies: ["ByteIdentity", "Projections", "TransactionStore"]
+            dependencies: ["ByteIdentity", "Projections", "TransactionStore"],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "LMDBStore",
             dependencies: [
                 "ByteIdentity", "DTMWire", "EventLog", "Projections", "TransactionStore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "Modes",
-            dependencies: ["DTMWire", "Projections"]
+            dependencies: ["DTMWire", "Projections"],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "Invokers",
@@ -136,7 +152,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "Coordinator",
@@ -150,7 +167,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "GrpcGateway",
@@ -165,7 +183,8 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "HttpGateway",
@@ -177,7 +196,8 @@ let package = Package(
                 "TransactionStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "dtmd",
@@ -200,7 +220,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         // ── Tools ──────────────────────────────────────────────────────────────────────────
         .executableTarget(
@@ -216,7 +237,8 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
-            path: "tools/dtm-bench"
+            path: "tools/dtm-bench",
+            swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "DTMCtl",
@@ -230,7 +252,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            path: "tools/dtmctl"
+            path: "tools/dtmctl",
+            swiftSettings: strictSettings
         ),
         // ── The go-zero example: a Swift service and app that only link the SDK ───────────────
         .target(
@@ -240,7 +263,8 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            path: "Examples/gozero/TransProtocol"
+            path: "Examples/gozero/TransProtocol",
+            swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "TransService",
@@ -251,7 +275,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Examples/gozero/TransService"
+            path: "Examples/gozero/TransService",
+            swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "TransApp",
@@ -259,29 +284,35 @@ let package = Package(
                 "TransProtocol", "DTMClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Examples/gozero/TransApp"
+            path: "Examples/gozero/TransApp",
+            swiftSettings: strictSettings
         ),
         // ── Tests ──────────────────────────────────────────────────────────────────────────
         .executableTarget(
             name: "CrashWriter",
             dependencies: ["EventLog"],
-            path: "Tests/Support/CrashWriter"
+            path: "Tests/Support/CrashWriter",
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "EventLogTests",
-            dependencies: ["EventLog", "CrashWriter"]
+            dependencies: ["EventLog", "CrashWriter"],
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "ProjectionsTests",
-            dependencies: ["Projections"]
+            dependencies: ["Projections"],
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "LMDBStoreTests",
-            dependencies: ["LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"]
+            dependencies: ["LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "DTMClientTests",
-            dependencies: ["DTMClient", "DTMClientTesting", "DTMWire"]
+            dependencies: ["DTMClient", "DTMClientTesting", "DTMWire"],
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CoordinatorTests",
@@ -294,7 +325,8 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -21,7 +21,7 @@ BIN="$PLUGIN_DIR/.build/release"
 # Event schema (messages only).
 protoc -I Protos \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
-  --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
+  --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true,FileNaming=PathToUnderscores \
   Protos/swiftdtm/events/v1/events.proto
 
 # dtm's gRPC service: messages and grpc-swift-2 server and client code, shared by the gateway
@@ -30,8 +30,8 @@ mkdir -p Sources/DTMWire/Generated
 protoc -I Protos/dtmgimp \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-  --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public \
-  --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true \
+  --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
   Protos/dtmgimp/dtmgimp.proto
 
 # The go-zero walk-through's trans service.
@@ -39,8 +39,8 @@ mkdir -p Examples/gozero/TransProtocol/Generated
 protoc -I Examples/gozero/Protos \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-  --swift_out=Examples/gozero/TransProtocol/Generated --swift_opt=Visibility=Public \
-  --grpc-swift-2_out=Examples/gozero/TransProtocol/Generated --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  --swift_out=Examples/gozero/TransProtocol/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true \
+  --grpc-swift-2_out=Examples/gozero/TransProtocol/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
   Examples/gozero/Protos/trans.proto
 
 # SwiftDTM's admin service; its event types come from the Projections module.
@@ -49,7 +49,7 @@ protoc -I Protos \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
   --swift_out=Sources/GrpcGateway/Generated/admin \
-  --swift_opt=Visibility=Public,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
+  --swift_opt=Visibility=Public,UseAccessLevelOnImports=true,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
   --grpc-swift-2_out=Sources/GrpcGateway/Generated/admin \
-  --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
+  --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true,FileNaming=DropPath,ProtoPathModuleMappings=Protos/module-mappings.asciipb \
   Protos/swiftdtm/admin/v1/admin.proto

@@ -1,10 +1,10 @@
 import DTMWire
 import Foundation
-import Invokers
-import Modes
-import Logging
-import Projections
-import TransactionStore
+public import Invokers
+public import Modes
+public import Logging
+public import Projections
+public import TransactionStore
 
 /// The imperative shell around the modes' pure decisions: checks client requests against the
 /// projected state and records them as events, drives transactions round by round (decide → call

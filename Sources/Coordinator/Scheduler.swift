@@ -1,11 +1,11 @@
 import ByteIdentity
 import DTMWire
 import Foundation
-import Logging
+public import Logging
 import Modes
 import Projections
 import TransactionStore
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// Runs every round that no client waits for: the first round of a submitted transaction, then

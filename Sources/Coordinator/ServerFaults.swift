@@ -1,5 +1,5 @@
-import DTMWire
-import Logging
+public import DTMWire
+public import Logging
 
 extension RequestError {
     /// Logs the refusal at error level when it is the server's fault (storage, internal), with the

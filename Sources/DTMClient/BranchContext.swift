@@ -1,5 +1,5 @@
-import DTMWire
-import GRPCCore
+public import DTMWire
+public import GRPCCore
 
 /// What dtm tells a branch about the call, from the `dtm-*` metadata (`BranchContext(metadata)`,
 /// nil when the call did not come from dtm).

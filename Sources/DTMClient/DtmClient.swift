@@ -1,9 +1,9 @@
 import DTMDiscovery
-import DTMWire
-import Foundation
+public import DTMWire
+public import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
-import SwiftProtobuf
+public import SwiftProtobuf
 
 /// What dtm answered when it refused a request, or what a branch answers to refuse one.
 public enum DtmError: Error, Equatable, CustomStringConvertible {

@@ -1,6 +1,6 @@
-import DTMClient
-import DTMWire
-import GRPCCore
+public import DTMClient
+public import DTMWire
+public import GRPCCore
 import Synchronization
 
 /// A branch service for tests that answers as told: each method of `service` succeeds unless a

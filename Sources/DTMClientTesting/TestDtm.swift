@@ -1,13 +1,13 @@
-import Coordinator
-import DTMClient
+public import Coordinator
+public import DTMClient
 import DTMWire
 import Foundation
-import GRPCCore
+public import GRPCCore
 import GRPCInProcessTransport
 import GrpcGateway
 import Invokers
 import MemoryStore
-import Modes
+public import Modes
 import Projections
 import TransactionStore
 

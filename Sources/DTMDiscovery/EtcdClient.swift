@@ -1,4 +1,4 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Synchronization
@@ -78,7 +78,7 @@ public final class EtcdClient: Sendable {
 
     /// Changes under `prefix` from `revision` on, until the stream is cancelled or the connection
     /// ends (then it throws, and the caller watches again from its last revision).
-    public func watch(prefix: String, fromRevision revision: Int64) async throws -> AsyncThrowingStream<(changes: [Change], revision: Int64), Error> {
+    public func watch(prefix: String, fromRevision revision: Int64) async throws -> AsyncThrowingStream<(changes: [Change], revision: Int64), any Error> {
         let body: [String: Any] = ["create_request": [
             "key": base64(prefix), "range_end": Data(prefixEnd(prefix)).base64EncodedString(), "start_revision": String(revision),
         ]]
@@ -135,7 +135,7 @@ public final class EtcdClient: Sendable {
     private func send(_ path: String, _ body: [String: Any], timeout: TimeAmount) async throws -> HTTPClientResponse {
         let (first, cachedToken) = state.withLock { ($0.preferred, $0.token) }
         var token = cachedToken
-        var lastError: Error = EtcdError(description: "no etcd endpoint")
+        var lastError: any Error = EtcdError(description: "no etcd endpoint")
         for offset in endpoints.indices {
             let index = (first + offset) % endpoints.count
             do {

@@ -1,7 +1,7 @@
-import DTMWire
+public import DTMWire
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Resolves branch targets through service discovery, go-zero style: for `etcd://hosts/key` it

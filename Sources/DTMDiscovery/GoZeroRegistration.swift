@@ -1,7 +1,7 @@
 import DTMWire
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 
 /// Registers dtmd in etcd exactly as go-zero registers a service: key `<key>/<lease id as signed
 /// decimal>` with value `host:port`, under a lease of `ttl` seconds kept alive about every ttl/3;

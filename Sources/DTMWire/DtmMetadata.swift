@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 
 /// The `dtm-*` metadata dtm sends with every gRPC branch call (and an application with a TCC Try
 /// or an XA prepare): which transaction and branch the call belongs to.

@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 
 /// The result of a dtm call or a branch call in dtm's words, and the one place that says how each
 /// travels: over gRPC FAILURE is Aborted and ONGOING is FailedPrecondition; over HTTP FAILURE is

@@ -1,5 +1,5 @@
-import GRPCCore
-import ServiceLifecycle
+public import GRPCCore
+public import ServiceLifecycle
 
 /// Runs a gRPC server (a branch service, or dtmd's API) as a swift-service-lifecycle service:
 /// graceful shutdown stops accepting calls and drains the in-flight ones.

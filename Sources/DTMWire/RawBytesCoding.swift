@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 
 /// Passes message bytes through unchanged, both ways: how a branch method is called without its types.
 public struct RawBytesCoding: MessageSerializer, MessageDeserializer {

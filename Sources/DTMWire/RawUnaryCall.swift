@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 
 extension GRPCClient {
     /// Calls the method `url` names with `payload` as its request message, unchanged, and `metadata`;

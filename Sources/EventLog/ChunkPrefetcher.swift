@@ -38,7 +38,7 @@ extension LogReader {
 /// A thread that reads and prepares chunks ahead of their consumer, holding at most two.
 private final class ChunkPrefetcher<Prepared: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var ready: [Result<([LogRecord], Prepared), Error>] = []
+    private var ready: [Result<([LogRecord], Prepared), any Error>] = []
     private var finished = false
     private var stopped = false
 

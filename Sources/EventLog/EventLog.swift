@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 
 /// How an append is made durable.
 public enum Durability: Sendable, Equatable {
@@ -249,7 +249,7 @@ public final class EventLog: Sendable {
     /// Records appended after `seq`, first those already in the log, then new ones as they are
     /// committed, until the consumer stops iterating. In a read-only log the writer is another process,
     /// so new records are found by polling.
-    public func follow(after seq: UInt64, pollInterval: Duration = .milliseconds(100)) -> AsyncThrowingStream<LogRecord, Error> {
+    public func follow(after seq: UInt64, pollInterval: Duration = .milliseconds(100)) -> AsyncThrowingStream<LogRecord, any Error> {
         let polling = writer == nil
         return AsyncThrowingStream(bufferingPolicy: .bufferingOldest(4096)) { continuation in
             let task = Task {

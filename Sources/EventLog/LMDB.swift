@@ -1,5 +1,5 @@
 import CLMDB
-import Foundation
+public import Foundation
 
 /// An error reported by LMDB, with the return code and LMDB's own description.
 public struct LMDBError: Error, CustomStringConvertible, Equatable {

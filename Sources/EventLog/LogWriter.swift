@@ -10,9 +10,9 @@ import Synchronization
 /// commits once (group commit), then resumes every producer with its seqs.
 final class LogWriter: @unchecked Sendable {
     private enum Job {
-        case append([NewEvent], @Sendable (Result<[UInt64], Error>) -> Void)
-        case project(rebuild: Bool, projector: (any LogProjector)?, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, Error>)
-        case stop(CheckedContinuation<Void, Error>)
+        case append([NewEvent], @Sendable (Result<[UInt64], any Error>) -> Void)
+        case project(rebuild: Bool, projector: (any LogProjector)?, progress: (@Sendable (LogProgress) -> Void)?, CheckedContinuation<Void, any Error>)
+        case stop(CheckedContinuation<Void, any Error>)
     }
 
     private let environment: LMDBEnvironment
@@ -65,7 +65,7 @@ final class LogWriter: @unchecked Sendable {
 
     /// Queues `events`; `completion` runs on the writer thread once they are durable (or failed).
     /// Appends queued from one task are committed in the order they were queued.
-    func append(_ events: [NewEvent], completion: @escaping @Sendable (Result<[UInt64], Error>) -> Void) {
+    func append(_ events: [NewEvent], completion: @escaping @Sendable (Result<[UInt64], any Error>) -> Void) {
         enqueue(.append(events, completion)) { completion(.failure(EventLogError.closed)) }
     }
 
@@ -322,16 +322,16 @@ final class AppendNotifier: Sendable {
 /// An append that was queued without waiting: wait for it (its durability) later.
 public final class AppendTicket: Sendable {
     private enum State {
-        case pending([CheckedContinuation<[UInt64], Error>])
-        case done(Result<[UInt64], Error>)
+        case pending([CheckedContinuation<[UInt64], any Error>])
+        case done(Result<[UInt64], any Error>)
     }
 
     private let state = Mutex(State.pending([]))
 
     init() {}
 
-    func complete(_ result: Result<[UInt64], Error>) {
-        let waiting = state.withLock { state -> [CheckedContinuation<[UInt64], Error>] in
+    func complete(_ result: Result<[UInt64], any Error>) {
+        let waiting = state.withLock { state -> [CheckedContinuation<[UInt64], any Error>] in
             guard case let .pending(waiting) = state else { return [] }
             state = .done(result)
             return waiting
@@ -342,7 +342,7 @@ public final class AppendTicket: Sendable {
     /// The seqs of the queued events, once they are durable.
     public func durable() async throws -> [UInt64] {
         try await withCheckedThrowingContinuation { continuation in
-            let result = state.withLock { state -> Result<[UInt64], Error>? in
+            let result = state.withLock { state -> Result<[UInt64], any Error>? in
                 switch state {
                 case var .pending(waiting):
                     waiting.append(continuation)

@@ -1,9 +1,9 @@
 import ByteIdentity
 import Foundation
-import GRPCCore
+public import GRPCCore
 import Projections
 import ServiceLifecycle
-import TransactionStore
+public import TransactionStore
 
 /// SwiftDTM's admin and audit service (`swiftdtm.v1.Admin`): a transaction with its history,
 /// paged listing, and a live stream of the log.

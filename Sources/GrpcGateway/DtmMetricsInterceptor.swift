@@ -1,6 +1,6 @@
 import Coordinator
 import DTMWire
-import GRPCCore
+public import GRPCCore
 
 /// Records dtm's call metrics (`dtm_server_process_total`, `dtm_server_response_duration`) for
 /// every call of the service it is applied to: the API is the method name, the status what dtm

@@ -1,10 +1,10 @@
-import Coordinator
-import DTMWire
-import GRPCCore
-import Logging
+public import Coordinator
+public import DTMWire
+public import GRPCCore
+public import Logging
 import Modes
 import Projections
-import SwiftProtobuf
+public import SwiftProtobuf
 
 /// dtm's `dtmgimp.Dtm` gRPC service on top of the coordinator, wire-compatible with dtm's clients.
 ///

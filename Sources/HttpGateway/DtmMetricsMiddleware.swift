@@ -1,6 +1,6 @@
 import Coordinator
 import DTMWire
-import Hummingbird
+public import Hummingbird
 
 /// Records dtm's call metrics (`dtm_server_process_total`, `dtm_server_response_duration`) for
 /// every route of the group it is added to: the API is the last path segment, the status what

@@ -1,8 +1,8 @@
-import Coordinator
+public import Coordinator
 import DTMWire
 import Foundation
-import Hummingbird
-import Logging
+public import Hummingbird
+public import Logging
 import NIOCore
 import Modes
 import Projections

@@ -1,5 +1,5 @@
-import DTMWire
-import Foundation
+public import DTMWire
+public import Foundation
 
 /// One call of a branch operation, with everything the transport needs.
 public struct BranchCall: Sendable {

@@ -1,9 +1,9 @@
-import DTMWire
+public import DTMWire
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2
-import Logging
-import ServiceLifecycle
+public import GRPCNIOTransportHTTP2
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Calls gRPC branches without knowing their types: the stored payload bytes go out unchanged as

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import DTMWire
 import Foundation
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// Calls HTTP branches as dtm does: query parameters gid, trans_type, branch_id and op; POST with
 /// the stored payload as a JSON body when there is one (or the mode says so), else GET; Content-Type

@@ -1,5 +1,5 @@
-import EventLog
-import Projections
+public import EventLog
+public import Projections
 
 extension RecordedEvent {
     /// Decodes a log record; a record that is not a transaction event is reported with its seq.

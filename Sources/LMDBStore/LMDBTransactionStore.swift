@@ -1,10 +1,10 @@
 import ByteIdentity
 import DTMWire
-import EventLog
+public import EventLog
 import Foundation
-import Projections
+public import Projections
 import Synchronization
-import TransactionStore
+public import TransactionStore
 
 /// Where and how to open the embedded store (an LMDB environment holding the log and the view).
 public struct LMDBStoreConfiguration: Sendable {

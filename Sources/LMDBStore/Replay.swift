@@ -1,6 +1,6 @@
-import ByteIdentity
-import EventLog
-import Projections
+public import ByteIdentity
+public import EventLog
+public import Projections
 
 /// Folds the log into transaction states in memory, without touching the view: the audit's
 /// independent re-derivation, and point-in-time state.

@@ -1,4 +1,4 @@
-import DTMWire
+public import DTMWire
 import EventLog
 import Projections
 

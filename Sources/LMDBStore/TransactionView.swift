@@ -1,6 +1,6 @@
-import ByteIdentity
-import EventLog
-import Projections
+public import ByteIdentity
+public import EventLog
+public import Projections
 import SwiftProtobuf
 
 /// The materialized view of every transaction's current state, stored in the log's LMDB environment

@@ -1,8 +1,8 @@
 import ByteIdentity
-import Foundation
-import Projections
+public import Foundation
+public import Projections
 import Synchronization
-import TransactionStore
+public import TransactionStore
 
 /// A `TransactionStore` in memory: the same compare-and-append, claims and listings as a durable
 /// store, folded with the same `apply`, but gone when the process ends. For tests, and for

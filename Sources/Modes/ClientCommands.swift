@@ -1,5 +1,5 @@
 import DTMWire
-import Projections
+public import Projections
 
 /// A client's request to change one transaction, already validated (numbers in range, URLs
 /// parsed, branches built by the mode).

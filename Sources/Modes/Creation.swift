@@ -1,6 +1,6 @@
 import DTMWire
 import Foundation
-import Projections
+public import Projections
 
 /// Turns a validated request into the `created` event: branches generated per mode, options
 /// with the server's defaults filled in.

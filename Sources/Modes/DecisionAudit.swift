@@ -1,4 +1,4 @@
-import Projections
+public import Projections
 
 /// Re-derives a transaction's decisions from its events: every status change the coordinator
 /// made and every set of branch calls it started must be what `decide` gives for the state

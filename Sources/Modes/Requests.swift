@@ -1,5 +1,5 @@
-import DTMWire
-import Foundation
+public import DTMWire
+public import Foundation
 import Projections
 
 /// A prepare/submit/abort request as both gateways receive it (dtm's DtmRequest).

@@ -1,4 +1,4 @@
-import Projections
+public import Projections
 
 /// When to try a transaction again after a round of branch calls. Pure.
 ///

@@ -1,5 +1,5 @@
 import DTMWire
-import Projections
+public import Projections
 
 /// One branch operation of a transaction: its id and op (`01`/`action`, `02`/`confirm`, …).
 public struct BranchRef: Hashable, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Foundation
-import Projections
+public import Projections
 
 /// Where transactions live: their events and the current state folded from them. The coordinator
 /// and the gateways need nothing else, so a store is the one thing a new backend implements

@@ -45,7 +45,7 @@ import Testing
     @Test func anEmptyDataFileIsDamageUnlessAcceptedExplicitly() async throws {
         let path = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        FileManager.default.createFile(atPath: path + "/data.mdb", contents: Data())
+        _ = FileManager.default.createFile(atPath: path + "/data.mdb", contents: Data())
         var readOnly = testConfiguration(path)
         readOnly.readOnly = true
         await #expect(throws: DataFileError.empty(path: path + "/data.mdb")) { try await EventLog.open(testConfiguration(path)) }

@@ -112,7 +112,7 @@ struct LogBenchmark: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(seconds)
         let start = ContinuousClock.now
         let appends = try await withThrowingTaskGroup(of: Int.self) { group in
-            for appender in 0..<appenders {
+            for _ in 0..<appenders {
                 group.addTask {
                     // Like a coordinator's load: each transaction (a random gid, as dtm's are)
                     // gets six events, then the appender moves on to a new one.

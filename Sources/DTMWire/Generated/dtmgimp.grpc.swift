@@ -13,9 +13,9 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/grpc/grpc-swift
 
-import GRPCCore
-import GRPCProtobuf
-import SwiftProtobuf
+public import GRPCCore
+internal import GRPCProtobuf
+public import SwiftProtobuf
 
 // MARK: - dtmgimp.Dtm
 

@@ -1,5 +1,5 @@
 import DTMWire
-import Projections
+public import Projections
 
 /// MSG (two-phase message): once submitted, run every `action` until all succeed; it is never
 /// rolled back. While prepared and older than its timeout, ask the application through

@@ -1,4 +1,4 @@
-import Projections
+public import Projections
 
 /// SAGA: run each step's `action` in order (or by `step_orders` when concurrent); when an action
 /// answers FAILURE, gives up after `retry_limit` attempts or the transaction times out, move to
