@@ -294,6 +294,12 @@ let package = Package(
             path: "Tests/Support/CrashWriter",
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "TransactionFixtures",
+            dependencies: ["Projections"],
+            path: "Tests/Support/TransactionFixtures",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "EventLogTests",
             dependencies: ["EventLog", "CrashWriter"],
@@ -301,12 +307,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ProjectionsTests",
-            dependencies: ["Projections"],
+            dependencies: ["Projections", "TransactionFixtures"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "LMDBStoreTests",
-            dependencies: ["LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
+            dependencies: ["TransactionFixtures", "LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
             swiftSettings: strictSettings
         ),
         .testTarget(

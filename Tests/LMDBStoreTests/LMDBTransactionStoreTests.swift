@@ -3,6 +3,7 @@ import Foundation
 @testable import LMDBStore
 import MemoryStore
 import Projections
+import TransactionFixtures
 import Testing
 import TransactionStore
 

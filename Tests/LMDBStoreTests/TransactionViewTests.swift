@@ -3,27 +3,8 @@ import EventLog
 @testable import LMDBStore
 import Foundation
 import Projections
+import TransactionFixtures
 import Testing
-
-/// A submitted (or prepared) saga of one step, as the view tests fold it.
-func sagaCreated(status: TransactionStatus = .submitted, due: Int64 = 5_000) -> TransactionEvent {
-    .created(.with {
-        $0.transType = "saga"
-        $0.status = status
-        $0.protocol = "grpc"
-        $0.nextDueUs = due
-        $0.retryInterval = 10
-        $0.options.branchHeaders = ["x-b": "2", "x-a": "1"]
-        $0.branches = ["compensate", "action"].map { op in
-            BranchSpec.with {
-                $0.branchID = "01"
-                $0.op = op
-                $0.url = "localhost:8080/busi.Busi/\(op)"
-                $0.payload = Data("{}".utf8)
-            }
-        }
-    })
-}
 
 /// A seeded generator so a failing random run can be repeated.
 struct SplitMix64: RandomNumberGenerator {
