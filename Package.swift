@@ -248,7 +248,6 @@ let package = Package(
                 "LMDBStore",
                 "Projections",
                 "Modes",
-                "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

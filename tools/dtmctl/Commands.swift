@@ -1,5 +1,4 @@
 import ArgumentParser
-import Coordinator
 import ByteIdentity
 import EventLog
 import LMDBStore
