@@ -17,7 +17,7 @@ public import TransactionStore
 /// undurable progress only repeats calls.
 public final class Coordinator: Sendable {
     /// Where transactions live.
-    public let store: any TransactionStore
+    let store: any TransactionStore
     let invoker: any BranchInvoker
     let defaults: TransactionDefaults
     let logger: Logger

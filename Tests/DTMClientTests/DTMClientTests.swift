@@ -95,4 +95,21 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
             #expect(try await dtm.branchCalls(of: msg.gid).map(\.result) == ["ERROR", "ERROR", "SUCCESS"])
         }
     }
+
+    /// The example in the README's "Unit tests of code that uses the SDK", as written there.
+    @Test func transferRetriesUntilTransInSucceeds() async throws {
+        let busi = ScriptedBranches(service: "busi.Busi", methods: ["TransOut", "TransIn"])
+        try await withTestDtm(branches: [busi]) { dtm in
+            busi.plan("TransIn", [.error])
+            var msg = Msg(gid: try await dtm.client.newGid())
+            msg.options.retryInterval = 10
+            try msg.add(busi.url("TransOut"), Data())
+            try msg.add(busi.url("TransIn"), Data())
+            try await msg.submit(dtm.client)
+            try await dtm.settle()
+            try await dtm.advance(by: .seconds(10))
+            #expect(try await dtm.status(of: msg.gid) == "succeed")
+            #expect(busi.calls.map(\.method) == ["TransOut", "TransIn", "TransIn"])
+        }
+    }
 }
