@@ -74,7 +74,7 @@ struct GrpcBenchmark: AsyncParsableCommand {
                 : #"[{"action":"\#(branch("TransOut"))"},{"action":"\#(branch("TransIn"))"}]"#
             let transType = mode
             let firstRoundFailures = Atomic<Int>(0)
-            let coordinated = try await measure(target: server.grpcPort) { client in
+            let coordinated = try await measure(target: server.grpcPort, cpu: { server.cpuSeconds() }) { client in
                 let dtm = Dtmgimp_Dtm.Client(wrapping: client)
                 let request = Dtmgimp_DtmRequest.with {
                     $0.gid = UUID().uuidString
@@ -93,6 +93,10 @@ struct GrpcBenchmark: AsyncParsableCommand {
             }
             report("dtmd \(mode), 2 branches, WaitResult", coordinated)
             print(String(format: "dtmd / raw ceiling:        %5.1f %%", 100 * coordinated.rate / raw.rate))
+            if let cpu = coordinated.cpuSeconds, coordinated.transactions > 0 {
+                // Steadier than tx/s on a shared, noisy machine: what one transaction costs dtmd.
+                print(String(format: "dtmd CPU per transaction:  %5.0f µs (user + system, measured phase)", cpu * 1e6 / Double(coordinated.transactions)))
+            }
             print("failed first rounds:       \(firstRoundFailures.load(ordering: .relaxed))")
             guard branchPort != nil || busi.calls.count.load(ordering: .relaxed) > 0 else { throw ValidationError("no branch calls arrived") }
         }
@@ -103,14 +107,17 @@ struct GrpcBenchmark: AsyncParsableCommand {
         let rate: Double
         let latencies: [Duration]
         let failures: Int
+        /// CPU seconds the process `measure` was given used during the measured seconds.
+        let cpuSeconds: Double?
     }
 
     /// Runs `clients` loops of `body` over one HTTP/2 connection to `port`; one second of warm-up,
     /// then `seconds` measured.
     /// `answeringServerPings`: connect as dtmd connects to branches (grpc-go and C-core servers
     /// ping once per call, which grpc-swift's default connection limits).
+    /// `cpu`: a process's CPU seconds so far, sampled when the measured seconds start and end.
     private func measure(
-        target port: Int, answeringServerPings: Bool = false,
+        target port: Int, answeringServerPings: Bool = false, cpu: (@Sendable () -> Double?)? = nil,
         _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void
     ) async throws -> Result {
         guard let address = HostPort("127.0.0.1:\(port)") else { throw ValidationError("port \(port) is not a port") }
@@ -123,6 +130,14 @@ struct GrpcBenchmark: AsyncParsableCommand {
             defer { client.beginGracefulShutdown() }
             let start = ContinuousClock.now + .seconds(1)
             let end = start + .seconds(seconds)
+            async let cpuUsed: Double? = {
+                guard let cpu else { return nil }
+                try await Task.sleep(until: start)
+                let before = cpu()
+                try await Task.sleep(until: end)
+                guard let before, let after = cpu() else { return nil }
+                return after - before
+            }()
             let perClient = try await withThrowingTaskGroup(of: ([Duration], Int).self) { clientsGroup in
                 for _ in 0..<clients {
                     clientsGroup.addTask {
@@ -146,7 +161,7 @@ struct GrpcBenchmark: AsyncParsableCommand {
             let latencies = perClient.flatMap(\.0).sorted()
             return Result(
                 transactions: latencies.count, rate: Double(latencies.count) / seconds,
-                latencies: latencies, failures: perClient.map(\.1).reduce(0, +))
+                latencies: latencies, failures: perClient.map(\.1).reduce(0, +), cpuSeconds: try await cpuUsed)
         }
     }
 
@@ -260,6 +275,17 @@ final class DtmdProcess: @unchecked Sendable {
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
+    }
+
+    /// The CPU seconds (user + system) dtmd has used so far, from `/proc/PID/stat`; nil where that
+    /// cannot be read.
+    func cpuSeconds() -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let nameEnd = stat.lastIndex(of: ")") else { return nil }
+        // After the command name: state is field 3, utime 14, stime 15 (in clock ticks).
+        let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func stop() {
