@@ -1,4 +1,4 @@
-import DTMWire
+public import DTMWire
 import Foundation
 public import Invokers
 public import Modes
@@ -294,12 +294,24 @@ public final class Coordinator: Sendable {
 
 extension AttemptOutcome {
     /// How a branch's answer is recorded.
-    init(_ result: DtmResult) {
+    public init(_ result: DtmResult) {
         switch result {
         case .success: self = .success
         case .failure: self = .failure
         case .ongoing: self = .ongoing
         case .error: self = .error
+        }
+    }
+}
+
+extension DtmResult {
+    /// What a recorded branch outcome was, in dtm's words (anything unknown is an error).
+    public init(_ outcome: AttemptOutcome) {
+        switch outcome {
+        case .success: self = .success
+        case .failure: self = .failure
+        case .ongoing: self = .ongoing
+        case .error, .unspecified, .UNRECOGNIZED: self = .error
         }
     }
 }

@@ -45,13 +45,7 @@ public struct TestDtm: Sendable {
     public func branchCalls(of gid: String) async throws -> [(branchID: String, op: String, result: String)] {
         try await store.history(of: gid).compactMap { event in
             guard case let .attemptFinished(finished) = event.event.kind else { return nil }
-            let result: DtmResult = switch finished.outcome {
-            case .success: .success
-            case .failure: .failure
-            case .ongoing: .ongoing
-            default: .error
-            }
-            return (finished.branchID, finished.op, result.rawValue)
+            return (finished.branchID, finished.op, DtmResult(finished.outcome).rawValue)
         }
     }
 

@@ -10,17 +10,7 @@ public enum DtmResult: String, Sendable, Equatable, CaseIterable {
     /// Anything else: dtm retries it.
     case error = "ERROR"
 
-    /// The gRPC status code that carries the result (`.ok` for success, `.unknown` for a plain error).
-    public var grpcCode: RPCError.Code? {
-        switch self {
-        case .success: return nil
-        case .failure: return .aborted
-        case .ongoing: return .failedPrecondition
-        case .error: return .unknown
-        }
-    }
-
-    /// What a gRPC status code means to dtm.
+    /// What a gRPC status code means to dtm (the way back is `RPCError(RequestError)`).
     public init(grpcCode code: RPCError.Code) {
         switch code {
         case .aborted: self = .failure

@@ -27,7 +27,8 @@ public struct LMDBStoreConfiguration: Sendable {
 /// The embedded `TransactionStore`: the hash-chained event log in LMDB with the transaction view
 /// as its projection, updated in the same write transaction. One process appends (the log's writer
 /// lock), so compare-and-append is checked here: every append of the process passes one lock that
-/// knows each transaction's version, including appends queued but not yet committed. Claims are
+/// knows each recently appended transaction's version, including appends queued but not yet
+/// committed (others are read from the view). Claims are
 /// held in memory — one node drives every transaction of its log.
 ///
 /// Every error leaves as a `RequestError` that says what the storage did (`RequestError(storage:)`).
@@ -36,8 +37,11 @@ public final class LMDBTransactionStore: TransactionStore {
     public let log: EventLog
     /// The materialized view of every transaction's state.
     public let view: TransactionView
-    /// Versions of transactions with appends queued and not yet committed, with how many are queued.
-    private let queued = Mutex<[ExactString: (version: UInt64, appends: Int)]>([:])
+    /// The version of each transaction appended to lately, as the view has it once the appends
+    /// still queued for it (`appends`) commit. Spares the append's check a view read; bounded by
+    /// `knownVersionsLimit` (transactions with nothing queued are forgotten first).
+    private let versions = Mutex<[ExactString: (version: UInt64, appends: Int)]>([:])
+    private static let knownVersionsLimit = 65_536
     /// Claimed transactions, each with when its claim ends.
     private let claims = Mutex<[ExactString: ContinuousClock.Instant]>([:])
 
@@ -78,27 +82,34 @@ public final class LMDBTransactionStore: TransactionStore {
         let entries = try storage { try events.map { try $0.logEntry(gid: gid) } }
         let key = gid.exact
         return try storage {
-            try queued.withLock { queued in
-                let current = try queued[key]?.version ?? view.transaction(gid)?.version
+            try versions.withLock { versions in
+                let current = try versions[key]?.version ?? view.transaction(gid)?.version
                 guard current == expectedVersion else {
                     throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: current)
                 }
                 guard !entries.isEmpty else { return CommittedAppend() }
-                let ticket = try log.enqueue(entries) { [weak self] _ in self?.committed(key) }
+                let ticket = try log.enqueue(entries) { [weak self] result in
+                    self?.finished(key, committed: (try? result.get()) != nil)
+                }
                 let added = UInt64(clamping: entries.count)
                 let version = (expectedVersion ?? 0) > .max - added ? .max : (expectedVersion ?? 0) + added
-                queued[key] = (version, (queued[key]?.appends ?? 0) + 1)
+                if versions.count >= Self.knownVersionsLimit { versions = versions.filter { $0.value.appends > 0 } }
+                versions[key] = (version, (versions[key]?.appends ?? 0) + 1)
                 return TicketAppend(ticket: ticket)
             }
         }
     }
 
-    /// One queued append of `gid` was committed (the view now has it) or failed (the view does not,
-    /// and an append made on top of it will not match the view's version).
-    private func committed(_ gid: ExactString) {
-        queued.withLock { queued in
-            guard let entry = queued[gid] else { return }
-            queued[gid] = entry.appends > 1 ? (entry.version, entry.appends - 1) : nil
+    /// One queued append of `gid` ended. Committed: the view has it. Failed: the view does not, so
+    /// the version is forgotten and the next append is checked against the view (an append decided
+    /// on top of the failed one no longer matches).
+    private func finished(_ gid: ExactString, committed: Bool) {
+        versions.withLock { versions in
+            guard committed else {
+                versions[gid] = nil
+                return
+            }
+            if let entry = versions[gid] { versions[gid] = (entry.version, max(entry.appends - 1, 0)) }
         }
     }
 

@@ -1,5 +1,5 @@
 import ByteIdentity
-public import Foundation
+import Foundation
 public import Projections
 import Synchronization
 public import TransactionStore
@@ -21,8 +21,9 @@ public final class InMemoryTransactionStore: TransactionStore {
     private let contents = Mutex(Contents())
     private let clock: @Sendable () -> Int64
 
-    /// A new, empty store; events are stamped with `clock` (µs since 1970).
-    public init(clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }) {
+    /// A new, empty store; events are stamped with `clock` (µs since 1970; the coordinator's
+    /// `TransactionClock.now`).
+    public init(clock: @escaping @Sendable () -> Int64) {
         self.clock = clock
     }
 

@@ -104,12 +104,6 @@ public enum TransactionModes {
         }
         return mode
     }
-
-    /// The next step for `state`: its mode's decision, or `done` for a type no mode drives.
-    public static func decide(_ state: TransactionState, now: Int64) -> Step {
-        guard let mode = mode(state.transType) else { return .done }
-        return mode.decide(state, now: now)
-    }
 }
 
 /// The refusal of an Abort the mode or the status does not allow.

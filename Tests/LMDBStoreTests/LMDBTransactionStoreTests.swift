@@ -15,7 +15,7 @@ enum StoreKind: String, CaseIterable, Sendable {
     func with(_ body: (any TransactionStore) async throws -> Void) async throws {
         switch self {
         case .memory:
-            try await body(InMemoryTransactionStore())
+            try await body(InMemoryTransactionStore(clock: { 1_000_000 }))
         case .lmdb:
             let path = temporaryDirectory("store")
             defer { try? FileManager.default.removeItem(atPath: path) }
