@@ -19,6 +19,10 @@ command -v etcd >/dev/null || { echo "etcd is not installed: tools/install-deps.
 WORK=$(mktemp -d)
 pids=()
 cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then  # say why: the logs go with the work directory
+    for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "== $(basename "$log") (last lines)"; tail -n 30 "$log"; } >&2; done
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
