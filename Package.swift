@@ -137,7 +137,7 @@ let package = Package(
         ),
         .target(
             name: "Modes",
-            dependencies: ["DTMWire", "Projections"],
+            dependencies: ["ByteIdentity", "DTMWire", "Projections"],
             swiftSettings: strictSettings
         ),
         .target(

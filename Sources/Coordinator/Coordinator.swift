@@ -19,7 +19,8 @@ public final class Coordinator: Sendable {
     /// Where transactions live.
     let store: any TransactionStore
     let invoker: any BranchInvoker
-    let defaults: TransactionDefaults
+    /// The server's defaults for transaction options.
+    public let defaults: TransactionDefaults
     let logger: Logger
     let locks = GidLocks()
     /// Transactions the scheduler should start a round of at once.
@@ -59,11 +60,14 @@ public final class Coordinator: Sendable {
         let next: Next = try await locks.withLock(request.gid) {
             let existing = try await self.store.transaction(request.gid)
             let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
-            guard !events.isEmpty else { return .nothing }
+            // dtm answers a repeated Submit of a submitted transaction with a new round at once.
+            let resubmitted = existing?.status == .submitted
+            guard !events.isEmpty || resubmitted else { return .nothing }
             try await self.record(events, gid: request.gid, on: existing)
             let submitted = self.applyLocally(events, to: existing, gid: request.gid)
-            self.logger.info("transaction submitted", metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
-            guard submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
+            self.logger.info(resubmitted ? "transaction submitted again" : "transaction submitted",
+                             metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
+            guard resubmitted || submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
             guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
             // WaitResult: the first round runs under the same lock, from the state just recorded.
             return .answer(try await self.round(request.gid, from: submitted) ?? submitted)
@@ -76,6 +80,25 @@ public final class Coordinator: Sendable {
         case .driveInBackground:
             roundsDueNow.add(request.gid)
         }
+    }
+
+    /// dtm's resetCronTime: every unfinished transaction scheduled later than `timeout` seconds
+    /// from now is due now, at most `limit` of them; answers how many, and whether more are left.
+    public func resetCronTime(timeout: Int64, limit: Int) async throws -> (count: Int, hasRemaining: Bool) {
+        let after = Microseconds.after(seconds: timeout, from: clock.now())
+        let gids = try await store.scheduled(after: after, limit: limit + 1)
+        var count = 0
+        for gid in gids.prefix(limit) {
+            let reset = try await locks.withLock(gid) {
+                // Another round may have finished or rescheduled it since it was listed.
+                guard let existing = try await self.store.transaction(gid), !existing.status.isTerminal, existing.nextDueUs > after else { return false }
+                try await self.record(try ClientCommands.events(for: .resetNextCronTime, gid: gid, existing: existing, now: self.clock.now()), gid: gid, on: existing)
+                return true
+            }
+            if reset { count += 1 }
+        }
+        if count > 0 { roundsDueNow.signal.ring() }
+        return (count, gids.count > limit)
     }
 
     /// `events` folded into `state` (or into a new transaction `gid`) here, without reading the view.
@@ -121,6 +144,7 @@ public final class Coordinator: Sendable {
     public func resetNextCronTime(_ gid: String) async throws {
         try RequestValidation.gid(gid)
         try await command(.resetNextCronTime, gid: gid)
+        roundsDueNow.signal.ring()
     }
 
     /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
@@ -191,8 +215,11 @@ public final class Coordinator: Sendable {
         guard let mode = TransactionModes.mode(state.transType) else { return state }
         let started = ContinuousClock.now
         defer { DtmMetrics.roundHandled(model: state.transType, duration: ContinuousClock.now - started) }
-        // Each branch is called at most once per round, so a round always ends.
-        for _ in 0...(state.branches.count * 2 + 4) {
+        // Each branch is called at most once per round, plus the retries a RetryLimit allows at
+        // once, so a round always ends.
+        // (Stored options may hold anything: the bound is clamped, never trapping.)
+        let retriesInRound = Int(clamping: min(max(state.options.retryLimit, 0), Int64(Int32.max)))
+        for _ in 0...(min(state.branches.count, Int(Int32.max)) * 2 + 4 + retriesInRound) {
             let now = clock.now()
             switch mode.decide(state, now: now) {
             case .done:
@@ -208,7 +235,8 @@ public final class Coordinator: Sendable {
                 continue
             case let .call(refs):
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
-                if let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
+                if !mode.retriesAtOnce(state),
+                   let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
                     record(.retryScheduled(retry))
                     break
                 }

@@ -46,12 +46,13 @@ extension RPCError {
     /// The gRPC status dtm answers a refusal with.
     public init(_ error: RequestError) {
         switch error {
-        case let .failure(message): self.init(code: .aborted, message: message)
+        case .failure: self.init(code: .aborted, message: error.description)
         case let .ongoing(message): self.init(code: .failedPrecondition, message: message)
         case let .invalidArgument(message): self.init(code: .invalidArgument, message: message)
         case let .unimplemented(message): self.init(code: .unimplemented, message: message)
         case let .requestTooLarge(message), let .storageFull(message): self.init(code: .resourceExhausted, message: message)
         case let .unavailable(message): self.init(code: .unavailable, message: message)
+        case let .refused(message, isInternal): self.init(code: isInternal ? .internalError : .unknown, message: message)
         }
     }
 }

@@ -3,7 +3,8 @@
 /// read a refusal the same way.
 public enum RequestError: Error, Equatable, CustomStringConvertible {
     /// dtm's FAILURE (gRPC Aborted, HTTP 409): the request conflicts with the transaction's state,
-    /// or (WaitResult) the transaction did not succeed.
+    /// or (WaitResult) the transaction did not succeed. dtm's FAILURE errors wrap its ErrFailure,
+    /// so the text clients read ends in ` FAILURE`; `description` adds it when the text lacks it.
     case failure(String)
     /// dtm's ONGOING (gRPC FailedPrecondition, HTTP 425).
     case ongoing(String)
@@ -19,11 +20,17 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
     /// The store failed or is shutting down: nothing of the request is known to be stored
     /// (gRPC Unavailable, HTTP 503).
     case unavailable(String)
+    /// dtm's plain error, neither FAILURE nor ONGOING: a request dtm refuses with HTTP 500 and
+    /// gRPC Unknown (`internal`: Internal), such as an unknown gid or topic. The request's fault,
+    /// not the server's.
+    case refused(String, internal: Bool = false)
 
     public var description: String {
         switch self {
-        case let .failure(message), let .ongoing(message), let .invalidArgument(message), let .unimplemented(message),
-             let .requestTooLarge(message), let .storageFull(message), let .unavailable(message):
+        case let .failure(message):
+            return message.hasSuffix(DtmResult.failure.rawValue) ? message : "\(message) \(DtmResult.failure.rawValue)"
+        case let .ongoing(message), let .invalidArgument(message), let .unimplemented(message),
+             let .requestTooLarge(message), let .storageFull(message), let .unavailable(message), let .refused(message, _):
             return message
         }
     }
@@ -38,7 +45,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .failure: return .failure
         case .ongoing: return .ongoing
-        case .invalidArgument, .unimplemented, .requestTooLarge, .storageFull, .unavailable: return .error
+        case .invalidArgument, .unimplemented, .requestTooLarge, .storageFull, .unavailable, .refused: return .error
         }
     }
 
@@ -47,7 +54,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
     public var isServerFault: Bool {
         switch self {
         case .storageFull, .unavailable: return true
-        case .failure, .ongoing, .invalidArgument, .unimplemented, .requestTooLarge: return false
+        case .failure, .ongoing, .invalidArgument, .unimplemented, .requestTooLarge, .refused: return false
         }
     }
 
@@ -61,6 +68,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
         case .requestTooLarge: return (413, "Content Too Large")
         case .storageFull: return (507, "Insufficient Storage")
         case .unavailable: return (503, "Service Unavailable")
+        case .refused: return DtmResult.error.httpStatus
         }
     }
 }

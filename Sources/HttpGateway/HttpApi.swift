@@ -43,6 +43,15 @@ public enum HttpApi {
         }
         command("forceStop") { try await coordinator.forceStop(try JSONBody(try await body($0)).string("gid")) }
         command("resetNextCronTime") { try await coordinator.resetNextCronTime(try JSONBody(try await body($0)).string("gid")) }
+        api.get("resetCronTime") { request, _ in
+            await answer("resetCronTime", logger: logger) {
+                let parameters = request.uri.queryParameters
+                let timeout = try number(parameters["timeout"], field: "timeout", default: 3 * coordinator.defaults.timeoutToFail, in: RequestBounds.timeoutToFail)
+                let limit = try number(parameters["limit"], field: "limit", default: 100, in: 1...Int64(TransactionPage.maximumSize), unit: "transactions")
+                let reset = try await coordinator.resetCronTime(timeout: timeout, limit: Int(limit))
+                return ["succeed_count": reset.count, "has_remaining": reset.hasRemaining]
+            }
+        }
         api.get("query") { request, _ in
             await answer("query", logger: logger) {
                 guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
@@ -51,7 +60,7 @@ public enum HttpApi {
                 let state = try await coordinator.transaction(gid)
                 return [
                     "transaction": state.map(transactionJSON) ?? NSNull(),
-                    "branches": state.map { $0.branches.map { branchJSON($0, gid: gid) } } ?? [],
+                    "branches": state.map { TransactionModes.listedBranches(of: $0).map { branchJSON($0, gid: gid) } } ?? [],
                 ]
             }
         }
@@ -89,7 +98,8 @@ public enum HttpApi {
         wire.gid = try body.string("gid")
         wire.transType = try body.string("trans_type")
         wire.steps = try body.jsonText("steps")
-        wire.binPayloads = try body.strings("payloads").map { Data($0.utf8) }
+        // dtm's legacy form: a step's payload in `steps[i].data`, taken after `payloads`, in order.
+        wire.binPayloads = try (body.strings("payloads") + legacyStepData(wire.steps)).map { Data($0.utf8) }
         wire.customedData = try body.optionalString("custom_data")
         wire.queryPrepared = try body.optionalString("query_prepared")
         wire.rollbackReason = try body.optionalString("rollback_reason")
@@ -103,6 +113,16 @@ public enum HttpApi {
             wire.customedData = #"{"concurrent":true}"#
         }
         return TransactionRequest(wire, transport: "http")
+    }
+
+    /// The non-empty `data` strings of the steps (dtm's setupPayloads); the Steps themselves are
+    /// checked when the transaction is created.
+    static func legacyStepData(_ steps: String) -> [String] {
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(steps.utf8)), let array = parsed as? [Any] else { return [] }
+        return array.compactMap { step in
+            guard let data = (step as? [String: Any])?["data"] as? String, !data.isEmpty else { return nil }
+            return data
+        }
     }
 
     static func registration(_ request: Request) async throws -> BranchRegistrationRequest {
@@ -132,6 +152,13 @@ public enum HttpApi {
             let status = refusal.httpStatus
             return json(envelope, status: .init(code: status.code, reasonPhrase: status.reason))
         }
+    }
+
+    /// A whole-number query parameter: `fallback` when absent or empty, else within `range`.
+    static func number(_ text: Substring?, field: String, default fallback: Int64, in range: ClosedRange<Int64>, unit: String = "seconds") throws -> Int64 {
+        guard let text, !text.isEmpty else { return fallback }
+        guard let value = Int64(text) else { throw RequestError.invalidArgument("\(field) must be a whole number, got '\(text)'") }
+        return try RequestBounds.check(value, in: range, field: field, unit: unit)
     }
 
     static func all(_ request: Request, coordinator: Coordinator) async throws -> [String: Any] {

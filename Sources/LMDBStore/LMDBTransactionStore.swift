@@ -137,6 +137,10 @@ public final class LMDBTransactionStore: TransactionStore {
         }
     }
 
+    public func scheduled(after time: Int64, limit: Int) async throws -> [String] {
+        try storage { try view.scheduledTransactions(after: time, limit: limit).map(\.gid) }
+    }
+
     public func nextDueTime() async throws -> Int64? {
         let now = ContinuousClock.now
         let claimed = claims.withLock { claims in Set(claims.filter { $0.value > now }.keys) }

@@ -157,6 +157,20 @@ public final class TransactionView: LogProjector {
         }
     }
 
+    /// Gids of non-terminal transactions due later than `time` (µs), earliest first.
+    public func scheduledTransactions(after time: Int64, limit: Int) throws -> [(gid: String, dueUs: Int64)] {
+        guard limit > 0, time < .max else { return [] }
+        return try environment.withReadTransaction { txn in
+            var found = [(gid: String, dueUs: Int64)]()
+            try txn.scan(due, from: sequenceKey(UInt64(max(time + 1, 0)))) { key, _ in
+                guard let entry = Self.splitTimeKey(key), found.count < limit else { return false }
+                found.append((entry.gid, entry.time))
+                return true
+            }
+            return found
+        }
+    }
+
     /// Gids of transactions in `status`, oldest first.
     public func gids(withStatus status: TransactionStatus, limit: Int = 1000) throws -> [String] {
         try environment.withReadTransaction { txn in

@@ -70,6 +70,16 @@ public final class InMemoryTransactionStore: TransactionStore {
         contents.withLock { $0.claims[gid.exact] = holdFor > .zero ? .now + holdFor : nil }
     }
 
+    public func scheduled(after time: Int64, limit: Int) async throws -> [String] {
+        contents.withLock { contents in
+            contents.states.values
+                .filter { !$0.status.isTerminal && $0.nextDueUs > 0 && $0.nextDueUs > time }
+                .sorted { ($0.nextDueUs, $0.gid.exact) < ($1.nextDueUs, $1.gid.exact) }
+                .prefix(max(limit, 0))
+                .map(\.gid)
+        }
+    }
+
     public func nextDueTime() async throws -> Int64? {
         let now = ContinuousClock.now
         return contents.withLock { contents in

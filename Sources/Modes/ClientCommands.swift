@@ -1,4 +1,4 @@
-import DTMWire
+public import DTMWire
 public import Projections
 
 /// A client's request to change one transaction, already validated (numbers in range, URLs
@@ -14,7 +14,7 @@ public enum ClientCommand: Sendable {
     case registerBranches([BranchSpec], transType: String)
     /// dtm's forceStop: fail an unfinished transaction at once.
     case forceStop
-    /// dtm's resetNextCronTime: an unfinished transaction is due now.
+    /// dtm's resetNextCronTime: the transaction is due now (a finished one only shows the time).
     case resetNextCronTime
 }
 
@@ -52,7 +52,7 @@ public enum ClientCommands {
         case let .prepare(created):
             guard let existing else { return [.created(created)] }
             guard existing.status == .prepared else {
-                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare")
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare.")
             }
             return []
         case let .submit(created):
@@ -64,18 +64,21 @@ public enum ClientCommands {
                     .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
                 ]
             case .submitted:
-                return []
+                // dtm runs a new round at once (the coordinator does, on the stored branches): one
+                // waiting for its retry time is due now.
+                guard existing.nextDueUs > now else { return [] }
+                return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
             default:
-                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot submit")
+                // dtm's text, spelling included.
+                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot sumbmit.")
             }
         case let .abort(reason):
-            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot abort") }
+            guard let existing else { throw unknownTransaction(gid) }
             guard let mode = TransactionModes.mode(existing.transType) else { throw abortRefused(existing) }
             return try mode.abort(existing, reason: reason)
         case let .registerBranches(specs, transType):
-            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot register branch") }
-            guard existing.status == .prepared else {
-                throw RequestError.failure("current status '\(existing.status.dtmName)' cannot register branch")
+            guard let existing, existing.status == .prepared else {
+                throw RequestError.failure("no trans with gid: \(gid) status: \(TransactionStatus.prepared.dtmName) found")
             }
             guard existing.transType == transType else {
                 throw RequestError.failure("transaction '\(gid)' is \(existing.transType), cannot register a \(transType) branch")
@@ -84,7 +87,7 @@ public enum ClientCommands {
                 .filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
                 .map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }
         case .forceStop:
-            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found, cannot force stop") }
+            guard let existing else { throw unknownTransaction(gid) }
             guard !existing.status.isTerminal else {
                 throw RequestError.failure("current status '\(existing.status.dtmName)', cannot force stop")
             }
@@ -92,9 +95,14 @@ public enum ClientCommands {
                 $0.from = existing.status; $0.to = .failed; $0.reason = "force stopped"; $0.byClient = true
             })]
         case .resetNextCronTime:
-            guard let existing else { throw RequestError.failure("transaction '\(gid)' not found") }
-            guard !existing.status.isTerminal else { return [] }
+            // Any status, as in dtm: a finished transaction just shows the new time.
+            guard let existing else { throw unknownTransaction(gid) }
             return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
         }
     }
+}
+
+/// dtm's refusal of a request naming a gid it does not know (HTTP 500, gRPC Unknown).
+public func unknownTransaction(_ gid: String) -> RequestError {
+    .refused("no TransGlobal with gid: \(gid) found")
 }

@@ -1,3 +1,4 @@
+import ByteIdentity
 import DTMWire
 public import Projections
 
@@ -62,6 +63,9 @@ public protocol TransactionMode: Sendable {
     static func decide(_ state: TransactionState, now: Int64) -> Step
     /// Whether a FAILURE answer from `op` is final (the mode then moves on) rather than retried.
     static func failureIsFinal(op: String) -> Bool
+    /// Whether calls of `state` that did not succeed are decided on again at once, in the same
+    /// round, instead of on the retry schedule (dtm's saga with a RetryLimit).
+    static func retriesAtOnce(_ state: TransactionState) -> Bool
     /// Whether an HTTP branch call posts even an empty payload (otherwise it is a GET).
     static var postsEmptyPayload: Bool { get }
 }
@@ -70,6 +74,7 @@ extension TransactionMode {
     public static var timesOutByDefault: Bool { true }
     public static func extraBranches(queryPrepared: String) -> [BranchSpec] { [] }
     public static var postsEmptyPayload: Bool { false }
+    public static func retriesAtOnce(_ state: TransactionState) -> Bool { false }
 
     public static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchSpec] {
         throw RequestError.invalidArgument("TransType '\(transType)' does not register branches; expected tcc or xa")
@@ -93,6 +98,16 @@ public enum TransactionModes {
         all.first { $0.transType == transType }
     }
 
+    /// The branches dtm's `query` lists: the stored ones, without the mode's bookkeeping branches
+    /// (msg's QueryPrepared, which the history and the audit still show).
+    public static func listedBranches(of state: TransactionState) -> [BranchState] {
+        guard let mode = mode(state.transType) else { return state.branches }
+        let bookkeeping = mode.extraBranches(queryPrepared: state.queryPrepared)
+        return state.branches.filter { branch in
+            !bookkeeping.contains { $0.branchID.hasSameBytes(as: branch.branchID) && $0.op.hasSameBytes(as: branch.op) }
+        }
+    }
+
     /// The mode of a request's `transType`; Unimplemented for one dtm has and this server does
     /// not yet, InvalidArgument for any other.
     public static func requested(_ transType: String) throws -> any TransactionMode.Type {
@@ -108,7 +123,7 @@ public enum TransactionModes {
 
 /// The refusal of an Abort the mode or the status does not allow.
 func abortRefused(_ state: TransactionState) -> RequestError {
-    .failure("trans type: '\(state.transType)' current status '\(state.status.dtmName)', cannot abort")
+    .failure("trans type: '\(state.transType)' current status '\(state.status.dtmName)', cannot abort.")
 }
 
 /// `Timeout after N seconds` once a transaction with a timeout is older than it.

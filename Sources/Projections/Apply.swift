@@ -56,12 +56,10 @@ public func apply(_ recorded: RecordedEvent, to state: consuming TransactionStat
     case let .statusChanged(change):
         state.status = change.to
         if !change.reason.isEmpty { state.rollbackReason = change.reason }
-        if change.to.isTerminal {
-            state.finishTimeUs = recorded.time
-            state.nextDueUs = 0
-        }
+        // dtm keeps next_cron_time once a transaction finishes (nothing schedules a finished one).
+        if change.to.isTerminal { state.finishTimeUs = recorded.time }
     case let .retryScheduled(schedule):
-        state.nextDueUs = state.status.isTerminal ? 0 : schedule.dueUs
+        state.nextDueUs = schedule.dueUs
         state.retryInterval = schedule.retryInterval
     case let .workflowResult(result):
         state.result = result.result
@@ -86,7 +84,7 @@ private func newTransaction(_ recorded: RecordedEvent, _ created: TransactionCre
     state.rollbackReason = created.rollbackReason
     state.createTimeUs = recorded.time
     state.updateTimeUs = recorded.time
-    state.nextDueUs = created.status.isTerminal ? 0 : created.nextDueUs
+    state.nextDueUs = created.nextDueUs
     state.retryInterval = created.retryInterval
     state.branches = created.branches.map { BranchState($0, at: recorded.time) }
     state.lastSeq = recorded.seq

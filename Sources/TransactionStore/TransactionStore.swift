@@ -26,6 +26,10 @@ public protocol TransactionStore: Sendable {
     /// round failed is left alone a while).
     func release(_ gid: String, holdFor: Duration) async
 
+    /// Up to `limit` unfinished transactions scheduled later than `time` (µs), earliest first,
+    /// claimed or not (dtm's resetCronTime).
+    func scheduled(after time: Int64, limit: Int) async throws -> [String]
+
     /// When the earliest unclaimed unfinished transaction is due (µs); nil when none is scheduled.
     func nextDueTime() async throws -> Int64?
 

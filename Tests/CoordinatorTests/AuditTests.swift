@@ -21,7 +21,7 @@ import Testing
             .attemptFinished(.with { $0.branchID = "01"; $0.op = "action"; $0.attempt = 1; $0.outcome = .success }),
             .attemptStarted(.with { $0.branchID = "02"; $0.op = "action"; $0.attempt = 1 }),
             .attemptFinished(.with { $0.branchID = "02"; $0.op = "action"; $0.attempt = 1; $0.outcome = .failure; $0.error = "no" }),
-            .statusChanged(.with { $0.from = .submitted; $0.to = .aborting; $0.reason = "no" }),
+            .statusChanged(.with { $0.from = .submitted; $0.to = .aborting; $0.reason = "url:h:1/p.S/action return failed: no FAILURE" }),
             .attemptStarted(.with { $0.branchID = tamper ? "01" : "02"; $0.op = "compensate"; $0.attempt = 1 }),
             .attemptFinished(.with { $0.branchID = tamper ? "01" : "02"; $0.op = "compensate"; $0.attempt = 1; $0.outcome = .success }),
         ]

@@ -22,8 +22,12 @@ import Testing
         #expect(statusChange(submitted)?.to == .submitted)
         #expect(statusChange(submitted)?.decidedAtUs == 5)
         #expect(statusChange(submitted)?.byClient == true)
-        #expect(try ClientCommands.events(for: .submit(created), gid: "g", existing: state("msg", .submitted), now: 5).isEmpty)
-        #expect(throws: RequestError.failure("current status 'succeed', cannot submit")) {
+        var waiting = state("msg", .submitted)
+        #expect(try ClientCommands.events(for: .submit(created), gid: "g", existing: waiting, now: 5).isEmpty, "due already: the coordinator runs the round")
+        waiting.nextDueUs = 60
+        #expect(try ClientCommands.events(for: .submit(created), gid: "g", existing: waiting, now: 5) == [
+            .retryScheduled(.with { $0.dueUs = 5; $0.retryInterval = waiting.retryInterval })], "a submit again makes it due now, as in dtm")
+        #expect(throws: RequestError.failure("current status 'succeed', cannot sumbmit.")) {
             try ClientCommands.events(for: .submit(created), gid: "g", existing: state("msg", .succeed), now: 5)
         }
     }
@@ -32,10 +36,10 @@ import Testing
         #expect(statusChange(try ClientCommands.events(for: .abort(reason: "r"), gid: "g", existing: state("msg", .prepared), now: 1))?.to == .failed)
         #expect(statusChange(try ClientCommands.events(for: .abort(reason: "r"), gid: "g", existing: state("tcc", .prepared), now: 1))?.to == .aborting)
         #expect(try ClientCommands.events(for: .abort(reason: "r"), gid: "g", existing: state("xa", .aborting), now: 1).isEmpty)
-        #expect(throws: RequestError.failure("trans type: 'saga' current status 'submitted', cannot abort")) {
+        #expect(throws: RequestError.failure("trans type: 'saga' current status 'submitted', cannot abort.")) {
             try ClientCommands.events(for: .abort(reason: "r"), gid: "g", existing: state("saga", .submitted), now: 1)
         }
-        #expect(throws: RequestError.failure("transaction 'g' not found, cannot abort")) {
+        #expect(throws: RequestError.refused("no TransGlobal with gid: g found")) {
             try ClientCommands.events(for: .abort(reason: "r"), gid: "g", existing: nil, now: 1)
         }
     }
@@ -67,7 +71,8 @@ import Testing
         #expect(throws: RequestError.self) { try ClientCommands.events(for: .forceStop, gid: "g", existing: state("saga", .failed), now: 1) }
         let reset = try ClientCommands.events(for: .resetNextCronTime, gid: "g", existing: state("saga", .submitted), now: 42)
         #expect(reset == [.retryScheduled(.with { $0.dueUs = 42; $0.retryInterval = 7 })])
-        #expect(try ClientCommands.events(for: .resetNextCronTime, gid: "g", existing: state("saga", .succeed), now: 42).isEmpty)
+        #expect(try ClientCommands.events(for: .resetNextCronTime, gid: "g", existing: state("saga", .succeed), now: 42) == reset, "any status, as in dtm")
+        #expect(throws: RequestError.refused("no TransGlobal with gid: g found")) { try ClientCommands.events(for: .resetNextCronTime, gid: "g", existing: nil, now: 42) }
     }
 
     @Test func modesAreFoundByTransType() throws {

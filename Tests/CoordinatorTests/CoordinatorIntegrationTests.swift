@@ -132,10 +132,11 @@ func withCoordinator(
             request.steps = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
             request.payloads = [Data(), Data()]
             request.waitResult = true
-            await #expect(throws: RequestError.failure("planned aborted")) { try await coordinator.submit(request) }
+            let reason = "url:\(try await busi.url("A2")) return failed: planned aborted FAILURE"
+            await #expect(throws: RequestError.failure(reason)) { try await coordinator.submit(request) }
             #expect(busi.calls.withLock { $0.map(\.method) } == ["A1", "A2", "C2", "C1"])
             #expect(try await coordinator.transaction("saga-fail")?.status == .failed)
-            await #expect(throws: RequestError.failure("current status 'failed', cannot submit")) { try await coordinator.submit(request) }
+            await #expect(throws: RequestError.failure("current status 'failed', cannot sumbmit.")) { try await coordinator.submit(request) }
         }
     }
 
@@ -220,7 +221,6 @@ func withCoordinator(
                 $0.timeoutToFail = .max
                 $0.retryInterval = .max
                 $0.requestTimeout = .max
-                $0.retryLimit = .max
             }
             created.retryInterval = .max
             created.nextDueUs = 1
@@ -240,6 +240,13 @@ func withCoordinator(
             #expect(second.branch(id: "01", op: "action")?.attempts == 2)
             try await coordinator.resetNextCronTime("stored-huge")
             #expect(try await coordinator.drive("stored-huge")?.status == .succeed)
+            // A RetryLimit past any loop bound: retried at once in one round, without trapping.
+            busi.plans.withLock { $0["A1"] = [.unavailable, .unavailable] }
+            created.options.retryLimit = .max
+            _ = try await embeddedStore(coordinator).log.append([try TransactionEvent.created(created).logEntry(gid: "stored-huge-limit")])
+            let limited = try #require(try await coordinator.drive("stored-huge-limit"))
+            #expect(limited.status == .succeed)
+            #expect(limited.branch(id: "01", op: "action")?.attempts == 3)
         }
     }
 }

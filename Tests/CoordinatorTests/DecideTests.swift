@@ -44,7 +44,7 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
 
     @Test func aFailedActionAbortsWithItsErrorAndCompensatesAttemptedStepsInReverse() {
         let failed = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .success), ("02", "action", .failure)])
-        #expect(SagaMode.decide(failed, now: 2_000_000) == .changeStatus(.aborting, reason: "no money"))
+        #expect(SagaMode.decide(failed, now: 2_000_000) == .changeStatus(.aborting, reason: "url:h:1/p.S/action return failed: no money FAILURE"))
         var aborting = failed
         aborting.status = .aborting
         #expect(SagaMode.decide(aborting, now: 2_000_000) == .call([BranchRef("02", "compensate")]))
@@ -79,14 +79,25 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
         #expect(SagaMode.decide(both, now: 2_000_000) == .call([BranchRef("03", "action")]))
     }
 
-    @Test func retryLimitAndTimeoutAbort() {
-        let limited = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .error)], options: { $0.retryLimit = 2 })
-        guard case let .changeStatus(status, reason) = SagaMode.decide(limited, now: 2_000_000) else {
+    @Test func retryLimitRetriesAtOnceThenAborts() {
+        // dtm's RetryCount: RetryLimit 2 allows two retries (three attempts) of all actions together.
+        let twice = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .ongoing)], options: { $0.retryLimit = 2 })
+        #expect(SagaMode.retriesAtOnce(twice))
+        #expect(SagaMode.decide(twice, now: 2_000_000) == .call([BranchRef("01", "action")]))
+        let thrice = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .success), ("02", "action", .error), ("02", "action", .error)], options: { $0.retryLimit = 2 })
+        #expect(SagaMode.decide(thrice, now: 2_000_000) == .changeStatus(.aborting, reason: "RetryCount is greater than RetryLimit, RetryLimit: 2"))
+        let unlimited = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error)])
+        #expect(!SagaMode.retriesAtOnce(unlimited), "without a RetryLimit, errors wait for the retry schedule")
+    }
+
+    @Test func failedActionAndTimeoutAbortWithDtmsReasons() {
+        let failed = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .failure)])
+        guard case let .changeStatus(status, reason) = SagaMode.decide(failed, now: 2_000_000) else {
             Issue.record("expected an abort")
             return
         }
         #expect(status == .aborting)
-        #expect(reason.contains("RetryLimit is 2"))
+        #expect(reason == "url:h:1/p.S/action return failed: no money FAILURE")
         let timed = state("saga", .submitted, branches: sagaBranches, options: { $0.timeoutToFail = 5 })
         #expect(SagaMode.decide(timed, now: 5_999_999) == .call([BranchRef("01", "action")]))
         #expect(SagaMode.decide(timed, now: 6_000_000) == .changeStatus(.aborting, reason: "Timeout after 5 seconds"))

@@ -39,7 +39,9 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
             saga.options.waitResult = true
             try saga.add(action: busi.url("TransOut"), compensate: busi.url("TransOutRevert"), Data())
             try saga.add(action: busi.url("TransIn"), compensate: busi.url("TransInRevert"), Data())
-            await #expect(throws: DtmError.failure("TransIn refused")) { try await saga.submit(dtm.client) }
+            // dtm's text: the branch's FAILURE message (Go's `%w` of ErrFailure adds " FAILURE") in dtm's rollback reason.
+            let reason = "url:\(busi.url("TransIn")) return failed: TransIn refused FAILURE FAILURE"
+            await #expect(throws: DtmError.failure(reason)) { try await saga.submit(dtm.client) }
             #expect(busi.calls.map(\.method) == ["TransOut", "TransIn", "TransInRevert", "TransOutRevert"])
             #expect(try await dtm.status(of: saga.gid) == "failed")
         }
@@ -64,7 +66,7 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
         try await withSDKHarness { dtm, busi in
             busi.plan("Try", [.failure])
             let gid = try await dtm.client.newGid()
-            await #expect(throws: DtmError.failure("Try refused")) {
+            await #expect(throws: DtmError.failure("Try refused FAILURE")) {
                 try await tccGlobalTransaction(dtm.client, gid: gid) { tcc in
                     try await tcc.callBranch(Data(), try: busi.url("Try"), confirm: busi.url("Confirm"), cancel: busi.url("Cancel"))
                 }

@@ -48,7 +48,7 @@ import Testing
         #expect(state.updateTimeUs == 5000)
     }
 
-    @Test func terminalStatusClearsTheDueTimeAndKeepsTheReason() throws {
+    @Test func terminalStatusKeepsTheDueTimeAndTheReason() throws {
         var state = try #require(apply(recorded(1, sagaCreated()), to: nil))
         state = try #require(apply(recorded(2, .statusChanged(.with { $0.from = .submitted; $0.to = .aborting; $0.reason = "insufficient balance" })), to: state))
         #expect(state.status == .aborting)
@@ -59,10 +59,10 @@ import Testing
         state = try #require(apply(recorded(4, .statusChanged(.with { $0.from = .aborting; $0.to = .failed })), to: state))
         #expect(state.status == .failed)
         #expect(state.rollbackReason == "insufficient balance")
-        #expect(state.nextDueUs == 0)
+        #expect(state.nextDueUs == 90_000, "dtm keeps next_cron_time after the end")
         #expect(state.finishTimeUs == 4000)
         state = try #require(apply(recorded(5, .retryScheduled(.with { $0.dueUs = 99_000 })), to: state))
-        #expect(state.nextDueUs == 0, "a finished transaction is never due again")
+        #expect(state.nextDueUs == 99_000, "resetNextCronTime shows on a finished transaction")
     }
 
     @Test func registeredBranchesAreAddedOrUpdated() throws {

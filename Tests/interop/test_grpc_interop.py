@@ -95,7 +95,8 @@ def test_saga_failure_compensates_attempted_steps_in_reverse(dtm, dtmd, busi, pb
     dtmd.wait_status(gid, "failed")
     assert ops(busi.calls_for(gid)) == [("01", "action"), ("02", "action"), ("02", "compensate"), ("01", "compensate")]
     transaction = dtmd.query(gid)["transaction"]
-    assert "insufficient balance" in transaction["rollback_reason"]
+    # dtm's text: the branch URL, its message, and Go's `%w` of ErrFailure.
+    assert transaction["rollback_reason"] == f"url:{busi.url('Action2')} return failed: /busi.Busi/Action2 refused: insufficient balance FAILURE"
 
 
 def test_concurrent_saga_follows_orders(dtm, dtmd, busi, pb):
@@ -120,18 +121,37 @@ def test_saga_ongoing_then_success(dtm, dtmd, busi, pb):
     assert ops(busi.calls_for(gid)) == [("01", "action")] * 3 + [("02", "action")]
 
 
-def test_saga_errors_back_off_and_retry_limit_aborts(dtm, dtmd, busi, pb):
+def test_saga_errors_back_off_without_a_retry_limit(dtm, dtmd, busi, pb):
     gid = new_gid(dtm)
-    busi.plan(gid, "Action1", ["ERROR"] * 10)
-    dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"], RetryLimit=4))
-    dtmd.wait_status(gid, "failed", timeout=30)
-    attempts = [c for c in busi.calls_for(gid) if c.op == "action"]
+    busi.plan(gid, "Action1", ["ERROR"] * 3)
+    dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"]))
+    dtmd.wait_status(gid, "succeed", timeout=30)
+    attempts = [c for c in busi.calls_for(gid) if c.branch == "01" and c.op == "action"]
     assert len(attempts) == 4
     gaps = [b.at - a.at for a, b in zip(attempts, attempts[1:])]
     # RetryInterval 1 s doubling on errors: about 1, 2, 4 seconds apart.
     assert gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps
-    assert ops(busi.calls_for(gid))[-1] == ("01", "compensate")
-    assert "RetryLimit is 4" in dtmd.query(gid)["transaction"]["rollback_reason"]
+
+
+def test_saga_retry_limit_retries_at_once_then_aborts_like_dtm(dtm, dtmd, busi, pb):
+    """dtm: RetryLimit N allows N immediate retries (shared by all steps) in the same round, then
+    aborts with its own reason; a WaitResult Submit answers from that round."""
+    gid = new_gid(dtm)
+    busi.plan(gid, "Action1", ["ERROR"] * 10)
+    with pytest.raises(grpc.RpcError) as raised:
+        dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"], RetryLimit=1, WaitResult=True))
+    assert raised.value.code() == grpc.StatusCode.ABORTED
+    assert raised.value.details() == "RetryCount is greater than RetryLimit, RetryLimit: 1 FAILURE"
+    transaction = dtmd.query(gid)["transaction"]
+    assert transaction["status"] == "failed"
+    assert transaction["rollback_reason"] == "RetryCount is greater than RetryLimit, RetryLimit: 1"
+    assert ops(busi.calls_for(gid)) == [("01", "action"), ("01", "action"), ("01", "compensate")]
+
+    recovered = new_gid(dtm)
+    busi.plan(recovered, "Action1", ["ERROR", "ONGOING"])
+    dtm.Submit(request(pb, recovered, "saga", saga_steps(busi, 2), [b"1", b"2"], RetryLimit=2, WaitResult=True))
+    assert dtmd.status(recovered) == "succeed"
+    assert ops(busi.calls_for(recovered)) == [("01", "action")] * 3 + [("02", "action")]
 
 
 def test_wait_result_reports_failure_with_the_rollback_reason(dtm, dtmd, busi, pb):
@@ -140,7 +160,8 @@ def test_wait_result_reports_failure_with_the_rollback_reason(dtm, dtmd, busi, p
     with pytest.raises(grpc.RpcError) as raised:
         dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 1), [b"1"], WaitResult=True))
     assert raised.value.code() == grpc.StatusCode.ABORTED
-    assert "insufficient balance" in raised.value.details()
+    assert raised.value.details() == dtmd.query(gid)["transaction"]["rollback_reason"]
+    assert raised.value.details().endswith("insufficient balance FAILURE")
     assert dtmd.status(gid) == "failed"
 
 
@@ -203,12 +224,15 @@ def test_state_errors_answer_aborted_with_dtm_texts(dtm, dtmd, busi, pb):
     dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 1), [b"1"], WaitResult=False))
     dtmd.wait_status(gid, "failed")
     aborted = grpc.StatusCode.ABORTED
-    expect_status(aborted, dtm.Submit, request(pb, gid, "saga", saga_steps(busi, 1), [b"1"]), contains="current status 'failed', cannot submit")
-    expect_status(aborted, dtm.Prepare, request(pb, gid, "saga", saga_steps(busi, 1), [b"1"]), contains="cannot prepare")
-    expect_status(aborted, dtm.Abort, request(pb, gid, "saga"), contains="cannot abort")
+    assert expect_status(aborted, dtm.Submit, request(pb, gid, "saga", saga_steps(busi, 1), [b"1"])) == "current status 'failed', cannot sumbmit. FAILURE"
+    assert expect_status(aborted, dtm.Prepare, request(pb, gid, "saga", saga_steps(busi, 1), [b"1"])) == "current status 'failed', cannot prepare. FAILURE"
+    assert expect_status(aborted, dtm.Abort, request(pb, gid, "saga")) == "trans type: 'saga' current status 'failed', cannot abort. FAILURE"
     tcc = new_gid(dtm)
     dtm.Submit(request(pb, tcc, "tcc", WaitResult=True))
-    expect_status(aborted, register, dtm, pb, tcc, "tcc", "01", {"confirm": busi.url("C"), "cancel": busi.url("X")}, contains="cannot register branch")
+    assert expect_status(aborted, register, dtm, pb, tcc, "tcc", "01", {"confirm": busi.url("C"), "cancel": busi.url("X")}) == \
+        f"no trans with gid: {tcc} status: prepared found FAILURE"
+    unknown = new_gid(dtm)
+    assert expect_status(grpc.StatusCode.UNKNOWN, dtm.Abort, request(pb, unknown, "tcc")) == f"no TransGlobal with gid: {unknown} found"
 
 
 def test_bad_input_is_invalid_argument_naming_the_field(dtm, pb, busi):

@@ -1,9 +1,10 @@
+import DTMWire
 public import Projections
 
 /// SAGA: run each step's `action` in order (or by `step_orders` when concurrent); when an action
-/// answers FAILURE, gives up after `retry_limit` attempts or the transaction times out, move to
-/// aborting and run `compensate` in reverse for every step whose action was attempted (including
-/// the failed one), then fail.
+/// answers FAILURE, the actions erred more than `retry_limit` times (dtm's RetryCount, retried at
+/// once) or the transaction times out, move to aborting and run `compensate` in reverse for every
+/// step whose action was attempted (including the failed one), then fail.
 ///
 /// Branch ids are the 1-based step numbers `01`, `02`, …; each step has a `compensate` and an
 /// `action` branch.
@@ -14,6 +15,24 @@ public enum SagaMode: TransactionMode {
     public static let timesOutByDefault = false
 
     public static func failureIsFinal(op: String) -> Bool { op == "action" }
+
+    /// With a RetryLimit, dtm retries a submitted saga's erring action at once, in the same round.
+    public static func retriesAtOnce(_ state: TransactionState) -> Bool {
+        state.status == .submitted && state.options.retryLimit > 0
+    }
+
+    /// dtm's rollback reason for an action that answered FAILURE.
+    static func failureReason(_ failed: BranchState) -> String {
+        "url:\(failed.url) return failed: \(failed.lastError) \(DtmResult.failure.rawValue)"
+    }
+
+    /// dtm's RetryCount: the action attempts that did not succeed, counted over all steps (dtm counts
+    /// them per round, and with a RetryLimit a saga's forward phase is one round).
+    static func retryCount(_ actions: [BranchState]) -> Int64 {
+        actions.reduce(0) { count, action in
+            count + Int64(action.attempts) - (action.succeeded && action.attempts > 0 ? 1 : 0)
+        }
+    }
 
     public static func decide(_ state: TransactionState, now: Int64) -> Step {
         switch state.status {
@@ -32,13 +51,11 @@ public enum SagaMode: TransactionMode {
         if let reason = timeoutReason(state, now: now) { return .changeStatus(.aborting, reason: reason) }
         let actions = state.branches(op: "action")
         if let failed = actions.first(where: { $0.status == .failed }) {
-            let reason = failed.lastError.isEmpty ? "branch \(failed.branchID) action failed" : failed.lastError
-            return .changeStatus(.aborting, reason: reason)
+            return .changeStatus(.aborting, reason: failureReason(failed))
         }
         let limit = state.options.retryLimit
-        if limit > 0, let exhausted = actions.first(where: { !$0.succeeded && Int64($0.attempts) >= limit }) {
-            let last = exhausted.lastError.isEmpty ? "" : ": \(exhausted.lastError)"
-            return .changeStatus(.aborting, reason: "branch \(exhausted.branchID) action retried \(exhausted.attempts) times, RetryLimit is \(limit)\(last)")
+        if limit > 0, retryCount(actions) > limit {
+            return .changeStatus(.aborting, reason: "RetryCount is greater than RetryLimit, RetryLimit: \(limit)")
         }
         let pending = actions.filter { !$0.succeeded }
         if pending.isEmpty { return .changeStatus(.succeed, reason: "") }
