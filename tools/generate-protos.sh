@@ -34,6 +34,14 @@ protoc -I Protos/dtmgimp \
   --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
   Protos/dtmgimp/dtmgimp.proto
 
+# dtm's workflow callback (the server calls it; an SDK serves it).
+protoc -I Protos/workflow \
+  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
+  --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
+  --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true \
+  --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
+  Protos/workflow/wf.proto
+
 # The go-zero walk-through's trans service.
 mkdir -p Examples/gozero/TransProtocol/Generated
 protoc -I Examples/gozero/Protos \

@@ -1,3 +1,4 @@
+import ByteIdentity
 public import DTMWire
 import Foundation
 public import Invokers
@@ -47,14 +48,14 @@ public final class Coordinator: Sendable {
 
     /// dtm's Prepare: creates a prepared transaction; idempotent while it is prepared.
     public func prepare(_ request: TransactionRequest) async throws {
-        let created = try TransactionCreation.created(request, status: .prepared, defaults: defaults, now: clock.now())
+        let created = try await creation(request, status: .prepared)
         try await command(.prepare(created), gid: request.gid)
     }
 
     /// dtm's Submit: submits a prepared transaction or creates a submitted one, then drives it.
     /// With WaitResult it answers after the first round, FAILURE unless the transaction succeeded.
     public func submit(_ request: TransactionRequest) async throws {
-        let created = try TransactionCreation.created(request, status: .submitted, defaults: defaults, now: clock.now())
+        let created = try await creation(request, status: .submitted)
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
         let next: Next = try await locks.withLock(request.gid) {
@@ -99,6 +100,56 @@ public final class Coordinator: Sendable {
         }
         if count > 0 { roundsDueNow.signal.ring() }
         return (count, gids.count > limit)
+    }
+
+    /// The `created` event of `request`, with the current subscribers of the topics its msg
+    /// actions name (read at every Prepare and Submit, as dtm does).
+    private func creation(_ request: TransactionRequest, status: TransactionStatus) async throws -> TransactionCreated {
+        var subscribers = [ExactString: [Subscriber]]()
+        for topic in TransactionCreation.topics(in: request) where subscribers[topic] == nil {
+            subscribers[topic] = Topics.subscribers(try await store.kvRecord(cat: Topics.cat, key: topic.string))
+        }
+        return try TransactionCreation.created(request, status: status, defaults: defaults, now: clock.now(), subscribers: subscribers)
+    }
+
+    // MARK: Topics and KV
+
+    /// dtm's Subscribe: `url` receives the msg actions sent to `topic`.
+    public func subscribe(topic: String, url: String, remark: String) async throws {
+        try await changeKV(cat: Topics.cat, key: topic) { try Topics.subscribe($0, topic: topic, url: url, remark: remark) }
+        logger.info("subscribed", metadata: ["topic": "\(topic)", "url": "\(url)"])
+    }
+
+    /// dtm's Unsubscribe.
+    public func unsubscribe(topic: String, url: String) async throws {
+        try await changeKV(cat: Topics.cat, key: topic) { try Topics.unsubscribe($0, topic: topic, url: url) }
+        logger.info("unsubscribed", metadata: ["topic": "\(topic)", "url": "\(url)"])
+    }
+
+    /// dtm's DeleteTopic.
+    public func deleteTopic(_ topic: String) async throws {
+        try await changeKV(cat: Topics.cat, key: topic) { try Topics.delete($0, topic: topic) }
+        logger.info("topic deleted", metadata: ["topic": "\(topic)"])
+    }
+
+    /// Records the change `rule` makes of KV record `cat`/`key`, under the record's lock (its stream
+    /// id is never a gid), and waits until it is durable.
+    private func changeKV(cat: String, key: String, _ rule: @escaping @Sendable (KVState?) throws -> KVChanged) async throws {
+        try await locks.withLock(KVStream.id(cat: cat, key: key)) {
+            let current = try await self.store.kvRecord(cat: cat, key: key)
+            let change = try rule(current)
+            try await self.store.append([.kvChanged(change)], to: KVStream.id(cat: cat, key: key), expectedVersion: current?.streamVersion).durable()
+        }
+    }
+
+    /// dtm's KV record `key` of `cat`; nil when absent (or deleted).
+    public func kvRecord(cat: String, key: String) async throws -> KVState? {
+        try await store.kvRecord(cat: cat, key: key).flatMap { $0.deleted ? nil : $0 }
+    }
+
+    /// The records of `cat` in key order after `position`, at most `limit`.
+    public func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] {
+        try await store.kvRecords(cat: cat, after: position, limit: limit)
     }
 
     /// `events` folded into `state` (or into a new transaction `gid`) here, without reading the view.

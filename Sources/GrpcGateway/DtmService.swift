@@ -49,15 +49,15 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     }
 
     public func subscribe(request: Dtmgimp_DtmTopicRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        throw RPCError(code: .unimplemented, message: "topics (Subscribe) are not supported by this server yet")
+        try await mapErrors("Subscribe", gid: "") { try await coordinator.subscribe(topic: request.topic, url: request.url, remark: request.remark) }
     }
 
     public func unsubscribe(request: Dtmgimp_DtmTopicRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        throw RPCError(code: .unimplemented, message: "topics (Unsubscribe) are not supported by this server yet")
+        try await mapErrors("Unsubscribe", gid: "") { try await coordinator.unsubscribe(topic: request.topic, url: request.url) }
     }
 
     public func deleteTopic(request: Dtmgimp_DtmTopicRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        throw RPCError(code: .unimplemented, message: "topics (DeleteTopic) are not supported by this server yet")
+        try await mapErrors("DeleteTopic", gid: "") { try await coordinator.deleteTopic(request.topic) }
     }
 
     /// Runs a call and maps its errors to dtm's status codes, logging the server's own faults.

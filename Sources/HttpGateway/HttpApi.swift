@@ -45,16 +45,53 @@ public enum HttpApi {
         command("resetNextCronTime") { try await coordinator.resetNextCronTime(try JSONBody(try await body($0)).string("gid")) }
         api.get("resetCronTime") { request, _ in
             await answer("resetCronTime", logger: logger) {
-                let parameters = request.uri.queryParameters
+                let parameters = formParameters(request)
                 let timeout = try number(parameters["timeout"], field: "timeout", default: 3 * coordinator.defaults.timeoutToFail, in: RequestBounds.timeoutToFail)
                 let limit = try number(parameters["limit"], field: "limit", default: 100, in: 1...Int64(TransactionPage.maximumSize), unit: "transactions")
                 let reset = try await coordinator.resetCronTime(timeout: timeout, limit: Int(limit))
                 return ["succeed_count": reset.count, "has_remaining": reset.hasRemaining]
             }
         }
+        api.get("subscribe") { request, _ in
+            await answer("subscribe", logger: logger) {
+                let parameters = formParameters(request)
+                try await coordinator.subscribe(topic: text(parameters["topic"]), url: text(parameters["url"]), remark: text(parameters["remark"]))
+                return ["dtm_result": DtmResult.success.rawValue]
+            }
+        }
+        api.get("unsubscribe") { request, _ in
+            await answer("unsubscribe", logger: logger) {
+                let parameters = formParameters(request)
+                try await coordinator.unsubscribe(topic: text(parameters["topic"]), url: text(parameters["url"]))
+                return ["dtm_result": DtmResult.success.rawValue]
+            }
+        }
+        api.delete("topic/:name") { _, context in
+            await answer("deleteTopic", logger: logger) {
+                try await coordinator.deleteTopic(context.parameters.get("name") ?? "")
+                return ["dtm_result": DtmResult.success.rawValue]
+            }
+        }
+        api.get("queryKV") { request, _ in
+            await answer("queryKV", logger: logger) {
+                let parameters = formParameters(request)
+                let record = try await coordinator.kvRecord(cat: text(parameters["cat"]), key: text(parameters["key"]))
+                return ["kv": record.map { [kvJSON($0)] } ?? []]
+            }
+        }
+        api.get("scanKV") { request, _ in
+            await answer("scanKV", logger: logger) {
+                let parameters = formParameters(request)
+                let limit = try number(parameters["limit"], field: "limit", default: 100, in: 1...Int64(TransactionPage.maximumSize), unit: "records")
+                let position = text(parameters["position"])
+                let records = try await coordinator.kvRecords(cat: text(parameters["cat"]), after: position.isEmpty ? nil : position, limit: Int(limit))
+                // dtm: an empty position when the page is not full, else where the next one starts.
+                return ["kv": records.map(kvJSON), "next_position": records.count < limit ? "" : records.last?.key ?? ""]
+            }
+        }
         api.get("query") { request, _ in
             await answer("query", logger: logger) {
-                guard let gid = request.uri.queryParameters["gid"].map(String.init), !gid.isEmpty else {
+                guard let gid = formParameters(request)["gid"], !gid.isEmpty else {
                     throw RequestError.invalidArgument("gid is required")
                 }
                 let state = try await coordinator.transaction(gid)
@@ -154,29 +191,50 @@ public enum HttpApi {
         }
     }
 
+    /// The query's parameters decoded as dtm (Go's `url.ParseQuery`) decodes them: `+` is a space,
+    /// then percent escapes; the first value of a repeated name wins.
+    static func formParameters(_ request: Request) -> [String: String] {
+        var parameters = [String: String]()
+        for pair in (request.uri.query ?? "").split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decoded(_ part: Substring) -> String {
+                let spaced = part.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
+            }
+            let name = decoded(parts[0])
+            if parameters[name] == nil { parameters[name] = parts.count > 1 ? decoded(parts[1]) : "" }
+        }
+        return parameters
+    }
+
+    /// A query parameter's text; empty when absent.
+    static func text(_ value: String?) -> String {
+        value ?? ""
+    }
+
     /// A whole-number query parameter: `fallback` when absent or empty, else within `range`.
-    static func number(_ text: Substring?, field: String, default fallback: Int64, in range: ClosedRange<Int64>, unit: String = "seconds") throws -> Int64 {
+    static func number(_ text: String?, field: String, default fallback: Int64, in range: ClosedRange<Int64>, unit: String = "seconds") throws -> Int64 {
         guard let text, !text.isEmpty else { return fallback }
         guard let value = Int64(text) else { throw RequestError.invalidArgument("\(field) must be a whole number, got '\(text)'") }
         return try RequestBounds.check(value, in: range, field: field, unit: unit)
     }
 
     static func all(_ request: Request, coordinator: Coordinator) async throws -> [String: Any] {
-        let parameters = request.uri.queryParameters
-        let status = parameters["status"].map(String.init) ?? ""
-        let transType = parameters["transType"].map(String.init) ?? ""
-        let limitText = parameters["limit"].map(String.init) ?? "100"
+        let parameters = formParameters(request)
+        let status = parameters["status"] ?? ""
+        let transType = parameters["transType"] ?? ""
+        let limitText = parameters["limit"] ?? "100"
         guard let limit = Int(limitText), limit > 0 else {
             throw RequestError.invalidArgument("limit must be a positive number")
         }
         var position: PageToken?
-        if let token = parameters["position"].map(String.init), !token.isEmpty {
+        if let token = parameters["position"], !token.isEmpty {
             guard let parsed = PageToken(text: token) else { throw RequestError.invalidArgument("position is not one this server returned") }
             position = parsed
         }
         /// A create-time bound in ms since 1970, as µs.
         func createTime(_ name: String) throws -> Int64? {
-            guard let text = parameters[Substring(name)].map(String.init), !text.isEmpty else { return nil }
+            guard let text = parameters[name], !text.isEmpty else { return nil }
             guard let milliseconds = Int64(text) else { throw RequestError.invalidArgument("\(name) must be a time in milliseconds since 1970") }
             return try RequestBounds.check(milliseconds, in: RequestBounds.createTimeMilliseconds, field: name, unit: "milliseconds") * 1000
         }
@@ -210,6 +268,19 @@ public enum HttpApi {
             "next_cron_time": timeText(state.nextDueUs),
             "next_cron_interval": state.retryInterval,
             "options": optionsText(state.options),
+        ]
+    }
+
+    /// A KV record as dtm's `queryKV` and `scanKV` show it.
+    static func kvJSON(_ record: KVState) -> [String: Any] {
+        [
+            "id": record.id,
+            "cat": record.cat,
+            "k": record.key,
+            "v": record.value,
+            "version": record.version,
+            "create_time": timeText(record.createTimeUs),
+            "update_time": timeText(record.updateTimeUs),
         ]
     }
 

@@ -83,7 +83,8 @@ public final class LMDBTransactionStore: TransactionStore {
         let key = gid.exact
         return try storage {
             try versions.withLock { versions in
-                let current = try versions[key]?.version ?? view.transaction(gid)?.version
+                let current = try versions[key]?.version
+                    ?? (KVStream.isKV(gid) ? view.kvRecord(stream: gid)?.streamVersion : view.transaction(gid)?.version)
                 guard current == expectedVersion else {
                     throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: current)
                 }
@@ -151,6 +152,14 @@ public final class LMDBTransactionStore: TransactionStore {
     public func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
         let found = try storage { try view.newestTransactions(before: page?.bytes, limit: limit, matching: filter.accepts) }
         return TransactionPage(transactions: found.states, next: found.next.map(PageToken.init(bytes:)))
+    }
+
+    public func kvRecord(cat: String, key: String) async throws -> KVState? {
+        try storage { try view.kvRecord(stream: KVStream.id(cat: cat, key: key)) }
+    }
+
+    public func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] {
+        try storage { try view.kvRecords(cat: cat, after: position, limit: limit) }
     }
 
     public func history(of gid: String) async throws -> [RecordedEvent] {

@@ -8,13 +8,15 @@ import SwiftProtobuf
 ///
 /// Databases: `view.transactions` gid → state; `view.by_status` status ‖ create time ‖ gid;
 /// `view.due` due time ‖ gid (non-terminal, scheduled transactions only); `view.created`
-/// create time ‖ gid; `view.meta` the checkpoint. Only what a batch touches is held in memory.
+/// create time ‖ gid; `view.kv` stream id (`kv/<cat>/<key>`) → dtm's KV record;
+/// `view.meta` the checkpoint. Only what a batch touches is held in memory.
 public final class TransactionView: LogProjector {
     let environment: LMDBEnvironment
     let transactions: LMDBDatabase
     let byStatus: LMDBDatabase
     let due: LMDBDatabase
     let created: LMDBDatabase
+    let kv: LMDBDatabase
     let meta: LMDBDatabase
 
     private static let checkpointKey = Array("checkpoint".utf8)
@@ -26,11 +28,12 @@ public final class TransactionView: LogProjector {
         byStatus = try environment.openDatabase("view.by_status")
         due = try environment.openDatabase("view.due")
         created = try environment.openDatabase("view.created")
+        kv = try environment.openDatabase("view.kv")
         meta = try environment.openDatabase("view.meta")
     }
 
     /// Every database of the view, for tools that compare or dump it.
-    public var databases: [LMDBDatabase] { [transactions, byStatus, due, created, meta] }
+    public var databases: [LMDBDatabase] { [transactions, byStatus, due, created, kv, meta] }
 
     // MARK: LogProjector
 
@@ -47,7 +50,14 @@ public final class TransactionView: LogProjector {
         // mutates it in place instead of copying it per event.
         var touched = [ExactString: (old: IndexKeys?, state: TransactionState?)]()
         var order = [ExactString]()
+        var records = [ExactString: KVState]()
         for event in events {
+            if KVStream.isKV(event.gid) {
+                let stream = event.gid.exact
+                let before = try records[stream] ?? txn.withValue(kv, key: Array(event.gid.utf8)) { try $0.map { try Self.decodeKV($0, stream: event.gid) } }
+                if let after = applyKV(event, to: before) { records[stream] = after }
+                continue
+            }
             var entry: (old: IndexKeys?, state: TransactionState?)
             let gid = event.gid.exact
             if let seen = touched.removeValue(forKey: gid) {
@@ -63,6 +73,11 @@ public final class TransactionView: LogProjector {
         for gid in order {
             guard let change = touched[gid], let state = change.state else { continue }
             try store(state, replacing: change.old, in: txn)
+        }
+        for record in records.values {
+            var options = BinaryEncodingOptions()
+            options.useDeterministicOrdering = true
+            try txn.put(kv, key: Array(KVStream.id(cat: record.cat, key: record.key).utf8), value: try record.serializedBytes(options: options) as [UInt8])
         }
         try txn.put(meta, key: Self.checkpointKey, value: sequenceKey(last.seq))
     }
@@ -102,6 +117,14 @@ public final class TransactionView: LogProjector {
 
     static func load(_ gid: String, from database: LMDBDatabase, in txn: borrowing LMDBWriteTransaction) throws -> TransactionState? {
         try txn.withValue(database, key: Array(gid.utf8)) { try $0.map { try decodeState($0, gid: gid) } }
+    }
+
+    static func decodeKV(_ bytes: UnsafeRawBufferPointer, stream: String) throws -> KVState {
+        do {
+            return try KVState(serializedBytes: Array(bytes))
+        } catch {
+            throw ViewError.damagedState(gid: stream, reason: "\(error)")
+        }
     }
 
     static func decodeState(_ bytes: UnsafeRawBufferPointer, gid: String) throws -> TransactionState {
@@ -171,6 +194,33 @@ public final class TransactionView: LogProjector {
         }
     }
 
+    /// The KV record of stream `stream` (`KVStream.id`), deleted ones included (as tombstones);
+    /// nil when never written.
+    public func kvRecord(stream: String) throws -> KVState? {
+        guard stream.utf8.count <= LogRecord.maxStreamIDBytes else { return nil }
+        return try environment.withReadTransaction { txn in
+            try txn.withValue(kv, key: Array(stream.utf8)) { try $0.map { try Self.decodeKV($0, stream: stream) } }
+        }
+    }
+
+    /// The live KV records of `cat` in key order (by bytes), those after key `position`, at most `limit`.
+    public func kvRecords(cat: String, after position: String?, limit: Int) throws -> [KVState] {
+        try environment.withReadTransaction { txn in
+            var found = [KVState]()
+            let prefix = Array(KVStream.id(cat: cat, key: "").utf8)
+            let after = position.map { Array(KVStream.id(cat: cat, key: $0).utf8) }
+            try txn.scan(kv, from: after ?? prefix) { key, value in
+                guard key.starts(with: prefix), found.count < limit else { return false }
+                if let after, key.elementsEqual(after) { return true }
+                let record = try Self.decodeKV(value, stream: String(decoding: key, as: UTF8.self))
+                // A category with a `/` shares its prefix with another's: keep only this one's.
+                if !record.deleted, record.cat.hasSameBytes(as: cat) { found.append(record) }
+                return true
+            }
+            return found
+        }
+    }
+
     /// Gids of transactions in `status`, oldest first.
     public func gids(withStatus status: TransactionStatus, limit: Int = 1000) throws -> [String] {
         try environment.withReadTransaction { txn in
@@ -214,15 +264,24 @@ public final class TransactionView: LogProjector {
         }
     }
 
-    /// The whole view as one consistent snapshot: its checkpoint, every state, and what is wrong
-    /// with its indexes (entries missing or extra for the states they index).
-    public func snapshot() throws -> (checkpoint: UInt64, states: [ExactString: TransactionState], indexProblems: [String]) {
+    /// The whole view as one consistent snapshot: its checkpoint, every state, every KV record (by
+    /// stream id, tombstones included), and what is wrong with its indexes (entries missing or
+    /// extra for the states they index).
+    public func snapshot() throws -> (
+        checkpoint: UInt64, states: [ExactString: TransactionState], kv: [ExactString: KVState], indexProblems: [String]
+    ) {
         try environment.withReadTransaction { txn in
             let checkpoint = try txn.withValue(meta, key: Self.checkpointKey) { $0.flatMap(sequence(fromKey:)) } ?? 0
             var states = [ExactString: TransactionState]()
             try txn.scan(transactions) { key, value in
                 let gid = String(decoding: key, as: UTF8.self)
                 states[gid.exact] = try Self.decodeState(value, gid: gid)
+                return true
+            }
+            var records = [ExactString: KVState]()
+            try txn.scan(kv) { _, value in
+                let record = try Self.decodeKV(value, stream: "view.kv")
+                records[KVStream.id(cat: record.cat, key: record.key).exact] = record
                 return true
             }
             var problems = [String]()
@@ -241,7 +300,7 @@ public final class TransactionView: LogProjector {
                     problems.append("the \(name) index has \(stored.subtracting(expected).count) extra and \(expected.subtracting(stored).count) missing entries")
                 }
             }
-            return (checkpoint, states, problems)
+            return (checkpoint, states, records, problems)
         }
     }
 

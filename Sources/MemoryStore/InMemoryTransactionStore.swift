@@ -12,6 +12,8 @@ public final class InMemoryTransactionStore: TransactionStore {
         /// Every event in append order (the global position is the index + 1).
         var events: [RecordedEvent] = []
         var states: [ExactString: TransactionState] = [:]
+        /// KV records by stream id, tombstones included.
+        var records: [ExactString: KVState] = [:]
         /// Claimed transactions, each with when its claim ends.
         var claims: [ExactString: ContinuousClock.Instant] = [:]
         /// Followers waiting for events past the last one.
@@ -35,16 +37,19 @@ public final class InMemoryTransactionStore: TransactionStore {
         let time = clock()
         let waiting = try contents.withLock { contents in
             let key = gid.exact
+            let isKV = KVStream.isKV(gid)
             var state = contents.states[key]
-            guard state?.version == expectedVersion else {
-                throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: state?.version)
+            var record = contents.records[key]
+            let current = isKV ? record?.streamVersion : state?.version
+            guard current == expectedVersion else {
+                throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: current)
             }
             for event in events {
                 let recorded = RecordedEvent(seq: UInt64(contents.events.count + 1), time: time, gid: gid, event: event)
                 contents.events.append(recorded)
-                state = apply(recorded, to: state)
+                if isKV { record = applyKV(recorded, to: record) } else { state = apply(recorded, to: state) }
             }
-            contents.states[key] = state
+            if isKV { contents.records[key] = record } else { contents.states[key] = state }
             let waiting = contents.waiting.values
             contents.waiting = [:]
             return waiting
@@ -103,6 +108,21 @@ public final class InMemoryTransactionStore: TransactionStore {
             }
             let next = index < ordered.count ? PageToken(bytes: Array(String(index).utf8)) : nil
             return TransactionPage(transactions: found, next: next)
+        }
+    }
+
+    public func kvRecord(cat: String, key: String) async throws -> KVState? {
+        contents.withLock { $0.records[KVStream.id(cat: cat, key: key).exact] }
+    }
+
+    public func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] {
+        contents.withLock { contents in
+            contents.records.values
+                .filter { !$0.deleted && $0.cat.hasSameBytes(as: cat) }
+                .sorted { $0.key.exact < $1.key.exact }
+                .filter { record in position.map { record.key.exact > $0.exact } ?? true }
+                .prefix(max(limit, 0))
+                .map { $0 }
         }
     }
 

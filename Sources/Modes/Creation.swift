@@ -1,12 +1,23 @@
+public import ByteIdentity
 import DTMWire
 import Foundation
 public import Projections
 
-/// Turns a validated request into the `created` event: branches generated per mode, options
-/// with the server's defaults filled in.
+/// Turns a validated request into the `created` event: branches generated per mode (a msg action
+/// `topic://<name>` becomes one branch per subscriber), options with the server's defaults filled in.
 public enum TransactionCreation {
+    /// The topics the request's msg actions name (`topic://<name>`): what `created` needs the
+    /// subscribers of. Steps are checked by `created`.
+    public static func topics(in request: TransactionRequest) -> [ExactString] {
+        guard TransactionModes.mode(request.transType)?.expandsTopics == true, let steps = try? parseSteps(request.steps) else { return [] }
+        return steps.compactMap { $0["action"].flatMap(Topics.topic(inActionURL:))?.exact }
+    }
+
+    /// The `created` event of `request`; `subscribers` holds the current subscribers of each topic
+    /// in `topics(in:)`.
     public static func created(
-        _ request: TransactionRequest, status: TransactionStatus, defaults: TransactionDefaults, now: Int64
+        _ request: TransactionRequest, status: TransactionStatus, defaults: TransactionDefaults, now: Int64,
+        subscribers: [ExactString: [Subscriber]] = [:]
     ) throws -> TransactionCreated {
         try RequestValidation.gid(request.gid)
         let mode = try TransactionModes.requested(request.transType)
@@ -41,7 +52,7 @@ public enum TransactionCreation {
             $0.stepOrders = custom.orders
         }
         created.retryInterval = created.options.retryInterval
-        created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, queryPrepared: request.queryPrepared)
+        created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, queryPrepared: request.queryPrepared, subscribers: subscribers)
         switch status {
         case .submitted: created.nextDueUs = Microseconds.after(seconds: custom.delaySeconds, from: now)
         case .prepared: created.nextDueUs = created.options.timeoutToFail > 0 ? Microseconds.after(seconds: created.options.timeoutToFail, from: now) : 0
@@ -50,13 +61,31 @@ public enum TransactionCreation {
         return created
     }
 
-    static func branches(mode: any TransactionMode.Type, steps: [[String: String]], payloads: [Data], queryPrepared: String) throws -> [BranchSpec] {
+    static func branches(
+        mode: any TransactionMode.Type, steps: [[String: String]], payloads: [Data], queryPrepared: String,
+        subscribers: [ExactString: [Subscriber]] = [:]
+    ) throws -> [BranchSpec] {
         var specs = [BranchSpec]()
         let ops = mode.stepOps
         for (index, step) in steps.enumerated() where !ops.isEmpty {
             let branchID = String(format: "%02d", index + 1)
-            guard step["action"] != nil else {
+            guard let action = step["action"] else {
                 throw RequestError.invalidArgument("Steps[\(index)] has no \"action\" URL")
+            }
+            if mode.expandsTopics, let topic = Topics.topic(inActionURL: action) {
+                // dtm: one branch per subscriber, `NN` for a single one, else `NN-01`, `NN-02`, ….
+                let urls = (subscribers[topic.exact] ?? []).map(\.url)
+                guard !urls.isEmpty else { throw RequestError.refused("topic not found", internal: true) }
+                for (number, url) in urls.enumerated() {
+                    try RequestValidation.url(url, field: "the subscriber of topic '\(topic)'")
+                    specs.append(BranchSpec.with {
+                        $0.branchID = urls.count == 1 ? branchID : branchID + String(format: "-%02d", number + 1)
+                        $0.op = "action"
+                        $0.url = url
+                        $0.payload = index < payloads.count ? payloads[index] : Data()
+                    })
+                }
+                continue
             }
             for op in ops {
                 let url = step[op] ?? ""

@@ -47,6 +47,8 @@ public protocol TransactionMode: Sendable {
     static var timesOutByDefault: Bool { get }
     /// Branches the mode adds besides the Steps (msg: QueryPrepared).
     static func extraBranches(queryPrepared: String) -> [BranchSpec]
+    /// Whether an action `topic://<name>` is sent to the topic's subscribers (msg).
+    static var expandsTopics: Bool { get }
 
     // MARK: Client commands
 
@@ -73,6 +75,7 @@ public protocol TransactionMode: Sendable {
 extension TransactionMode {
     public static var timesOutByDefault: Bool { true }
     public static func extraBranches(queryPrepared: String) -> [BranchSpec] { [] }
+    public static var expandsTopics: Bool { false }
     public static var postsEmptyPayload: Bool { false }
     public static func retriesAtOnce(_ state: TransactionState) -> Bool { false }
 

@@ -13,7 +13,7 @@ public func apply(_ recorded: RecordedEvent, to state: consuming TransactionStat
     }
     guard state.gid.hasSameBytes(as: recorded.gid) else { return state }
     switch recorded.event.kind {
-    case .created, nil:
+    case .created, .kvChanged, nil:
         return state
     case let .branchRegistered(registered):
         let spec = registered.branch

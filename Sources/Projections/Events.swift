@@ -30,6 +30,7 @@ extension TransactionEvent {
         case .statusChanged: return "status_changed"
         case .retryScheduled: return "retry_scheduled"
         case .workflowResult: return "workflow_result"
+        case .kvChanged: return "kv_changed"
         case nil: return "empty"
         }
     }

@@ -12,8 +12,8 @@ public protocol TransactionStore: Sendable {
     /// The current state of `gid`; nil when the gid is unknown.
     func transaction(_ gid: String) async throws -> TransactionState?
 
-    /// Queues `events` for `gid` if its current version is `expectedVersion` (nil: the gid must
-    /// not exist yet), and returns at once; `PendingAppend.durable()` waits for the commit.
+    /// Queues `events` for `gid` (or a KV record's stream) if its current version is
+    /// `expectedVersion` (nil: the gid must not exist yet), and returns at once; `PendingAppend.durable()` waits for the commit.
     /// Appends queued one after another are committed in that order. Throws `StoreConflict`
     /// when the version differs.
     func append(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws -> any PendingAppend
@@ -35,6 +35,15 @@ public protocol TransactionStore: Sendable {
 
     /// Transactions newest first by create time that `filter` accepts, one page of at most `limit`.
     func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage
+
+    /// dtm's KV record `key` of `cat`, as folded from its stream (`KVStream.id`); a deleted record
+    /// is returned as a tombstone (`deleted`), so its stream version is known. nil: never written.
+    /// Records are written by appending `kv_changed` events to their stream, expecting its
+    /// `streamVersion` (nil for a record never written).
+    func kvRecord(cat: String, key: String) async throws -> KVState?
+
+    /// The live records of `cat` in key order (by bytes) after key `position`, at most `limit`.
+    func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState]
 
     /// Every event of `gid` in order; empty when the gid is unknown.
     func history(of gid: String) async throws -> [RecordedEvent]
@@ -98,12 +107,18 @@ public struct PageToken: Sendable, Equatable {
 
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
-    /// The token as clients carry it (base64).
-    public var text: String { Data(bytes).base64EncodedString() }
+    /// The token as clients carry it: URL-safe base64 without padding, so it needs no escaping
+    /// in a query string (where `+` would read as a space).
+    public var text: String {
+        Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
 
     /// A token a client sent back; nil when it is not one a page returned.
     public init?(text: String) {
-        guard let data = Data(base64Encoded: text) else { return nil }
+        var standard = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        standard += String(repeating: "=", count: (4 - standard.utf8.count % 4) % 4)
+        guard let data = Data(base64Encoded: standard) else { return nil }
         bytes = Array(data)
     }
 }

@@ -53,6 +53,33 @@ enum StoreKind: String, CaseIterable, Sendable {
         }
     }
 
+    @Test(arguments: StoreKind.allCases) func kvRecordsFoldTheirStreamsAndCompareTheStreamVersion(kind: StoreKind) async throws {
+        try await kind.with { store in
+            func change(_ key: String, _ value: String, deleted: Bool = false) -> TransactionEvent {
+                .kvChanged(.with { $0.cat = "topics"; $0.key = key; $0.value = value; $0.deleted = deleted })
+            }
+            try await store.append([change("b", "1")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: nil).durable()
+            try await store.append([change("b", "2")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 1).durable()
+            try await store.append([change("a", "x")], to: KVStream.id(cat: "topics", key: "a"), expectedVersion: nil).durable()
+            await #expect(throws: StoreConflict.self) {
+                _ = try await store.append([change("b", "3")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 1)
+            }
+            let b = try #require(try await store.kvRecord(cat: "topics", key: "b"))
+            #expect(b.value == "2" && b.version == 2 && b.streamVersion == 2 && b.id == 1)
+            #expect(try await store.kvRecords(cat: "topics", after: nil, limit: 10).map(\.key) == ["a", "b"])
+            #expect(try await store.kvRecords(cat: "topics", after: "a", limit: 10).map(\.key) == ["b"])
+            #expect(try await store.kvRecords(cat: "other", after: nil, limit: 10).isEmpty)
+            #expect(try await store.transaction(KVStream.id(cat: "topics", key: "b")) == nil, "a KV stream is no transaction")
+            // Deleted: a tombstone keeps the stream version; created again, dtm's version starts over.
+            try await store.append([change("b", "", deleted: true)], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 2).durable()
+            #expect(try await store.kvRecord(cat: "topics", key: "b")?.deleted == true)
+            #expect(try await store.kvRecords(cat: "topics", after: nil, limit: 10).map(\.key) == ["a"])
+            try await store.append([change("b", "new")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 3).durable()
+            let again = try #require(try await store.kvRecord(cat: "topics", key: "b"))
+            #expect(again.version == 1 && again.streamVersion == 4 && again.id == 5 && !again.deleted)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases) func dueWorkIsClaimedOnceUntilReleased(kind: StoreKind) async throws {
         try await kind.with { store in
         for gid in ["a", "b", "c"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }

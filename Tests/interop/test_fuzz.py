@@ -152,7 +152,8 @@ def test_fuzzed_grpc_requests(fuzzed, pb, busi):
     rng = random.Random(SEED)
     channel = grpc.insecure_channel(f"127.0.0.1:{fuzzed.grpc_port}")
     methods = {name: channel.unary_unary(f"/dtmgimp.Dtm/{name}") for name in
-               ["Submit", "Prepare", "Abort", "RegisterBranch", "NewGid", "PrepareWorkflow", "Subscribe", "Nope"]}
+               ["Submit", "Prepare", "Abort", "RegisterBranch", "NewGid", "PrepareWorkflow", "Subscribe", "Unsubscribe",
+                "DeleteTopic", "Nope"]}
     accepted_gids, refused = set(), []
     for index in range(CASES):
         method = rng.choice(list(methods))
@@ -190,8 +191,10 @@ def test_fuzzed_grpc_requests(fuzzed, pb, busi):
 
 ROUTES = [("POST", "prepare"), ("POST", "submit"), ("POST", "abort"), ("POST", "registerBranch"), ("POST", "registerTccBranch"),
           ("POST", "registerXaBranch"), ("POST", "forceStop"), ("POST", "resetNextCronTime"), ("GET", "query"), ("GET", "all"),
-          ("GET", "newGid"), ("GET", "version")]
-QUERY_KEYS = ["gid", "limit", "position", "status", "transType", "createTimeStart", "createTimeEnd"]
+          ("GET", "newGid"), ("GET", "version"), ("GET", "subscribe"), ("GET", "unsubscribe"), ("DELETE", "topic/fz"),
+          ("GET", "queryKV"), ("GET", "scanKV"), ("GET", "resetCronTime")]
+QUERY_KEYS = ["gid", "limit", "position", "status", "transType", "createTimeStart", "createTimeEnd", "topic", "url", "remark",
+              "cat", "key", "timeout"]
 
 
 def random_body(rng, busi, index):

@@ -27,6 +27,8 @@ func summary(_ event: TransactionEvent) -> String {
         return schedule.dueUs == 0 ? "not scheduled" : "next look at \(timeText(schedule.dueUs)) (interval \(schedule.retryInterval)s)"
     case let .workflowResult(result):
         return "workflow result of \(result.result.count) bytes"
+    case let .kvChanged(change):
+        return change.deleted ? "\(change.cat) \(change.key) deleted" : "\(change.cat) \(change.key) = \(change.value)"
     case nil:
         return "empty event"
     }
@@ -129,9 +131,16 @@ struct Verify: AsyncParsableCommand {
             // The view reflects the log through its checkpoint: fold the log that far and compare.
             let snapshot = try view.snapshot()
             let replay = Progress("replay")
-            let derived = try Replay.states(of: log, through: snapshot.checkpoint) { replay.update(done: $0, total: snapshot.checkpoint) }
+            let fold = try Replay.fold(of: log, through: snapshot.checkpoint) { replay.update(done: $0, total: snapshot.checkpoint) }
+            let derived = fold.transactions
             replay.finish(done: snapshot.checkpoint)
             var problems = [String]()
+            for (stream, record) in fold.kv where snapshot.kv[stream] != record {
+                problems.append("view of KV record \(stream) differs from the log's fold")
+            }
+            for stream in snapshot.kv.keys where fold.kv[stream] == nil {
+                problems.append("view holds KV record \(stream), which has no events through seq \(snapshot.checkpoint)")
+            }
             for (gid, state) in derived where snapshot.states[gid] != state {
                 problems.append("view of transaction \(gid) differs from the log's fold (view status \(snapshot.states[gid]?.status.dtmName ?? "missing"), log \(state.status.dtmName))")
             }
@@ -152,7 +161,7 @@ struct Verify: AsyncParsableCommand {
             guard problems.isEmpty else {
                 throw CheckFailed(description: "\(problems.count) problem(s):\n" + problems.prefix(50).joined(separator: "\n"))
             }
-            print("ok: \(checked) records, chain intact; view equals the log through seq \(snapshot.checkpoint) (\(derived.count) transactions); every decision re-derives")
+            print("ok: \(checked) records, chain intact; view equals the log through seq \(snapshot.checkpoint) (\(derived.count) transactions, \(fold.kv.count) KV records); every decision re-derives")
         }
     }
 }

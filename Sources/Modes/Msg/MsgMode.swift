@@ -7,6 +7,7 @@ public import Projections
 public enum MsgMode: TransactionMode {
     public static let transType = "msg"
     public static let stepOps = ["action"]
+    public static let expandsTopics = true
     /// The branch id and op under which QueryPrepared calls are recorded.
     public static let queryPrepared = BranchRef("00", "msg")
 

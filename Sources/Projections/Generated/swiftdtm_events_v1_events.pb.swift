@@ -448,7 +448,28 @@ public nonisolated struct WorkflowResultRecorded: Sendable {
   public init() {}
 }
 
-/// One event of a transaction's stream. The log record carries the gid and the time.
+/// A record of dtm's KV store was written or deleted (cat `topics`: key = the topic, value = its
+/// subscribers as dtm's JSON). Its stream is `kv/<cat>/<key>`, which no gid can be (gids have no `/`).
+public nonisolated struct KVChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cat: String = String()
+
+  public var key: String = String()
+
+  public var value: String = String()
+
+  public var deleted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One event of a transaction's stream (or of a KV record's: only `kv_changed`). The log record
+/// carries the gid (or the KV stream id) and the time.
 public nonisolated struct TransactionEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -512,6 +533,14 @@ public nonisolated struct TransactionEvent: Sendable {
     set {kind = .workflowResult(newValue)}
   }
 
+  public var kvChanged: KVChanged {
+    get {
+      if case .kvChanged(let v)? = kind {return v}
+      return KVChanged()
+    }
+    set {kind = .kvChanged(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -522,6 +551,7 @@ public nonisolated struct TransactionEvent: Sendable {
     case statusChanged(StatusChanged)
     case retryScheduled(NextRetryScheduled)
     case workflowResult(WorkflowResultRecorded)
+    case kvChanged(KVChanged)
 
   }
 
@@ -673,6 +703,41 @@ public nonisolated struct TransactionState: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A KV record's current state: the fold of its stream. A deleted record stays as a tombstone, so
+/// its stream's version is still known.
+public nonisolated struct KVState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cat: String = String()
+
+  public var key: String = String()
+
+  public var value: String = String()
+
+  /// dtm's version: 1 when the record is created, +1 per change.
+  public var version: UInt64 = 0
+
+  public var createTimeUs: Int64 = 0
+
+  public var updateTimeUs: Int64 = 0
+
+  public var deleted: Bool = false
+
+  /// dtm's record id: the log seq of the event that created the record.
+  public var id: UInt64 = 0
+
+  /// How many of the stream's events are folded in: the version compare-and-append expects.
+  public var streamVersion: UInt64 = 0
+
+  public var lastSeq: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -1237,9 +1302,54 @@ nonisolated extension WorkflowResultRecorded: SwiftProtobuf.Message, SwiftProtob
   }
 }
 
+nonisolated extension KVChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KVChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cat\0\u{1}key\0\u{1}value\0\u{1}deleted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cat) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cat.isEmpty {
+      try visitor.visitSingularStringField(value: self.cat, fieldNumber: 1)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 2)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 3)
+    }
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: KVChanged, rhs: KVChanged) -> Bool {
+    if lhs.cat != rhs.cat {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension TransactionEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TransactionEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}created\0\u{3}branch_registered\0\u{3}attempt_started\0\u{3}attempt_finished\0\u{3}status_changed\0\u{3}retry_scheduled\0\u{3}workflow_result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}created\0\u{3}branch_registered\0\u{3}attempt_started\0\u{3}attempt_finished\0\u{3}status_changed\0\u{3}retry_scheduled\0\u{3}workflow_result\0\u{3}kv_changed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1338,6 +1448,19 @@ nonisolated extension TransactionEvent: SwiftProtobuf.Message, SwiftProtobuf._Me
           self.kind = .workflowResult(v)
         }
       }()
+      case 8: try {
+        var v: KVChanged?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .kvChanged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .kvChanged(v)
+        }
+      }()
       default: break
       }
     }
@@ -1376,6 +1499,10 @@ nonisolated extension TransactionEvent: SwiftProtobuf.Message, SwiftProtobuf._Me
     case .workflowResult?: try {
       guard case .workflowResult(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .kvChanged?: try {
+      guard case .kvChanged(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
     case nil: break
     }
@@ -1660,6 +1787,81 @@ nonisolated extension TransactionState: SwiftProtobuf.Message, SwiftProtobuf._Me
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension KVState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KVState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cat\0\u{1}key\0\u{1}value\0\u{1}version\0\u{3}create_time_us\0\u{3}update_time_us\0\u{1}deleted\0\u{1}id\0\u{3}stream_version\0\u{3}last_seq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cat) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.createTimeUs) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.updateTimeUs) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.streamVersion) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cat.isEmpty {
+      try visitor.visitSingularStringField(value: self.cat, fieldNumber: 1)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 2)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 3)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 4)
+    }
+    if self.createTimeUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createTimeUs, fieldNumber: 5)
+    }
+    if self.updateTimeUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.updateTimeUs, fieldNumber: 6)
+    }
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 7)
+    }
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 8)
+    }
+    if self.streamVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.streamVersion, fieldNumber: 9)
+    }
+    if self.lastSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSeq, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: KVState, rhs: KVState) -> Bool {
+    if lhs.cat != rhs.cat {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.createTimeUs != rhs.createTimeUs {return false}
+    if lhs.updateTimeUs != rhs.updateTimeUs {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.streamVersion != rhs.streamVersion {return false}
+    if lhs.lastSeq != rhs.lastSeq {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,7 +14,7 @@
 
 public import GRPCCore
 internal import GRPCProtobuf
-import Projections
+public import Projections
 
 // MARK: - swiftdtm.v1.Admin
 
