@@ -137,7 +137,7 @@ let package = Package(
         ),
         .target(
             name: "Modes",
-            dependencies: ["ByteIdentity", "DTMWire", "Projections"],
+            dependencies: ["ByteIdentity", "DTMWire", "Projections", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strictSettings
         ),
         .target(

@@ -68,6 +68,8 @@ public final class Coordinator: Sendable {
             let submitted = self.applyLocally(events, to: existing, gid: request.gid)
             self.logger.info(resubmitted ? "transaction submitted again" : "transaction submitted",
                              metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
+            // A workflow's Submit records its end: nothing to run.
+            guard !submitted.status.isTerminal else { return .nothing }
             guard resubmitted || submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
             guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
             // WaitResult: the first round runs under the same lock, from the state just recorded.
@@ -161,6 +163,21 @@ public final class Coordinator: Sendable {
         return current ?? TransactionState()
     }
 
+    /// dtm's PrepareWorkflow: creates the workflow prepared, or leaves a known one as it is;
+    /// answers its state with the progress recorded so far.
+    public func prepareWorkflow(_ request: TransactionRequest) async throws -> TransactionState {
+        guard request.transType == WorkflowMode.transType else {
+            throw RequestError.invalidArgument("TransType of PrepareWorkflow must be \(WorkflowMode.transType), got '\(request.transType)'")
+        }
+        let created = try await creation(request, status: .prepared)
+        return try await locks.withLock(request.gid) {
+            let existing = try await self.store.transaction(request.gid)
+            let events = try ClientCommands.events(for: .prepare(created), gid: request.gid, existing: existing, now: self.clock.now())
+            try await self.record(events, gid: request.gid, on: existing)
+            return self.applyLocally(events, to: existing, gid: request.gid)
+        }
+    }
+
     /// dtm's Abort: a prepared msg fails; a prepared or aborting tcc/xa moves to aborting and is
     /// rolled back.
     public func abort(_ request: TransactionRequest) async throws {
@@ -173,8 +190,9 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// dtm's RegisterBranch: adds the mode's branch ops (TCC cancel and confirm, XA rollback and
-    /// commit) while the transaction is prepared. Registering the same branch again changes nothing.
+    /// dtm's RegisterBranch: adds the mode's branch ops while the transaction is prepared (TCC
+    /// cancel and confirm, XA rollback and commit: a repeat changes nothing; a workflow's step
+    /// outcome: a repeat is refused).
     public func registerBranch(_ request: BranchRegistrationRequest) async throws {
         try RequestValidation.gid(request.gid)
         guard !request.branchID.isEmpty, request.branchID.utf8.count <= 64 else {
@@ -286,7 +304,7 @@ public final class Coordinator: Sendable {
                 continue
             case let .call(refs):
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
-                if !mode.retriesAtOnce(state),
+                if !mode.decidesAfterEveryCall(state),
                    let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
                     record(.retryScheduled(retry))
                     break

@@ -45,7 +45,25 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     }
 
     public func prepareWorkflow(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Dtmgimp_DtmProgressesReply {
-        throw RPCError(code: .unimplemented, message: "PrepareWorkflow is not supported by this server yet")
+        var reply = Dtmgimp_DtmProgressesReply()
+        _ = try await mapErrors("PrepareWorkflow", gid: request.gid) {
+            let state = try await coordinator.prepareWorkflow(TransactionRequest(request, transport: "grpc"))
+            reply.transaction = .with {
+                $0.gid = state.gid
+                $0.status = state.status.dtmName
+                $0.rollbackReason = state.rollbackReason
+            }
+            // dtm leaves Result empty over gRPC.
+            reply.progresses = TransactionModes.listedBranches(of: state).map { branch in
+                .with {
+                    $0.branchID = branch.branchID
+                    $0.op = branch.op
+                    $0.status = branch.status.dtmName
+                    $0.binData = branch.payload
+                }
+            }
+        }
+        return reply
     }
 
     public func subscribe(request: Dtmgimp_DtmTopicRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {

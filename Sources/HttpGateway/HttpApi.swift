@@ -38,6 +38,15 @@ public enum HttpApi {
         command("prepare") { try await coordinator.prepare(try await transaction($0)) }
         command("submit") { try await coordinator.submit(try await transaction($0)) }
         command("abort") { try await coordinator.abort(try await transaction($0)) }
+        api.post("prepareWorkflow") { request, _ in
+            await answer("prepareWorkflow", logger: logger) {
+                let state = try await coordinator.prepareWorkflow(try await transaction(request))
+                return [
+                    "transaction": transactionJSON(state),
+                    "progresses": TransactionModes.listedBranches(of: state).map { branchJSON($0, gid: state.gid) },
+                ]
+            }
+        }
         for path in ["registerBranch", "registerTccBranch", "registerXaBranch"] {
             command(path) { try await coordinator.registerBranch(try await registration($0)) }
         }
@@ -146,6 +155,7 @@ public enum HttpApi {
         wire.transOptions.retryInterval = try body.integer("retry_interval")
         wire.transOptions.retryLimit = try body.integer("retry_limit")
         wire.transOptions.branchHeaders = try body.stringMap("branch_headers")
+        wire.reqExtra = try body.stringMap("req_extra")
         if try body.bool("concurrent"), wire.customedData.isEmpty {
             wire.customedData = #"{"concurrent":true}"#
         }
@@ -169,7 +179,8 @@ public enum HttpApi {
         registration.transType = try body.string("trans_type")
         registration.branchID = try body.string("branch_id")
         registration.payload = Data(try body.optionalString("data").utf8)
-        for key in ["confirm", "cancel", "url"] {
+        // TCC's URLs, XA's URL, a workflow step's op and status.
+        for key in ["confirm", "cancel", "url", "op", "status"] {
             let value = try body.optionalString(key)
             if !value.isEmpty { registration.data[key] = value }
         }

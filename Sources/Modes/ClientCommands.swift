@@ -10,8 +10,8 @@ public enum ClientCommand: Sendable {
     case submit(TransactionCreated)
     /// dtm's Abort, with the client's rollback reason.
     case abort(reason: String)
-    /// dtm's RegisterBranch: the branches of a registration of `transType`.
-    case registerBranches([BranchSpec], transType: String)
+    /// dtm's RegisterBranch: the branches of a registration of `transType`, each with its status.
+    case registerBranches([BranchRegistered], transType: String)
     /// dtm's forceStop: fail an unfinished transaction at once.
     case forceStop
     /// dtm's resetNextCronTime: the transaction is due now (a finished one only shows the time).
@@ -37,7 +37,12 @@ public enum ClientCommands {
     /// Whether some client command explains `change`, recorded as the client's on `before`:
     /// the audit's check of client-made status changes.
     public static func explains(_ change: StatusChanged, before: TransactionState) -> Bool {
-        let candidates: [ClientCommand] = [.submit(TransactionCreated()), .abort(reason: change.reason), .forceStop]
+        // A workflow's Submit carries the status and reason it records.
+        let submitted = TransactionCreated.with {
+            $0.transType = before.transType
+            $0.reqExtra = ["status": change.to.dtmName, "rollback_reason": change.reason]
+        }
+        let candidates: [ClientCommand] = [.submit(submitted), .abort(reason: change.reason), .forceStop]
         return candidates.contains { command in
             let events = (try? decide(command, gid: before.gid, existing: before, now: change.decidedAtUs)) ?? []
             return events.contains { event in
@@ -50,28 +55,9 @@ public enum ClientCommands {
     private static func decide(_ command: ClientCommand, gid: String, existing: TransactionState?, now: Int64) throws -> [TransactionEvent] {
         switch command {
         case let .prepare(created):
-            guard let existing else { return [.created(created)] }
-            guard existing.status == .prepared else {
-                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare.")
-            }
-            return []
+            return try mode(of: created.transType, existing).prepare(created, onto: existing)
         case let .submit(created):
-            guard let existing else { return [.created(created)] }
-            switch existing.status {
-            case .prepared:
-                return [
-                    .statusChanged(.with { $0.from = .prepared; $0.to = .submitted; $0.byClient = true }),
-                    .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
-                ]
-            case .submitted:
-                // dtm runs a new round at once (the coordinator does, on the stored branches): one
-                // waiting for its retry time is due now.
-                guard existing.nextDueUs > now else { return [] }
-                return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
-            default:
-                // dtm's text, spelling included.
-                throw RequestError.failure("current status '\(existing.status.dtmName)', cannot sumbmit.")
-            }
+            return try mode(of: created.transType, existing).submit(created, onto: existing, now: now)
         case let .abort(reason):
             guard let existing else { throw unknownTransaction(gid) }
             guard let mode = TransactionModes.mode(existing.transType) else { throw abortRefused(existing) }
@@ -80,12 +66,10 @@ public enum ClientCommands {
             guard let existing, existing.status == .prepared else {
                 throw RequestError.failure("no trans with gid: \(gid) status: \(TransactionStatus.prepared.dtmName) found")
             }
-            guard existing.transType == transType else {
+            guard existing.transType == transType, let mode = TransactionModes.mode(transType) else {
                 throw RequestError.failure("transaction '\(gid)' is \(existing.transType), cannot register a \(transType) branch")
             }
-            return specs
-                .filter { existing.branch(id: $0.branchID, op: $0.op) == nil }
-                .map { spec in .branchRegistered(.with { $0.branch = spec; $0.status = .prepared }) }
+            return try mode.register(specs, on: existing)
         case .forceStop:
             guard let existing else { throw unknownTransaction(gid) }
             guard !existing.status.isTerminal else {
@@ -100,6 +84,11 @@ public enum ClientCommands {
             return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
         }
     }
+}
+
+/// The mode that rules a command on `existing` (its own mode once it exists), else the request's.
+private func mode(of transType: String, _ existing: TransactionState?) throws -> any TransactionMode.Type {
+    try TransactionModes.requested(existing?.transType ?? transType)
 }
 
 /// dtm's refusal of a request naming a gid it does not know (HTTP 500, gRPC Unknown).

@@ -52,18 +52,19 @@ public enum TransactionCreation {
             $0.stepOrders = custom.orders
         }
         created.retryInterval = created.options.retryInterval
-        created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, queryPrepared: request.queryPrepared, subscribers: subscribers)
+        created.branches = try branches(mode: mode, steps: steps, payloads: request.payloads, subscribers: subscribers)
+            + mode.extraBranches(request)
         switch status {
         case .submitted: created.nextDueUs = Microseconds.after(seconds: custom.delaySeconds, from: now)
-        case .prepared: created.nextDueUs = created.options.timeoutToFail > 0 ? Microseconds.after(seconds: created.options.timeoutToFail, from: now) : 0
+        case .prepared:
+            (created.nextDueUs, created.retryInterval) = mode.preparedSchedule(request, options: created.options, defaults: defaults, now: now)
         default: created.nextDueUs = 0
         }
         return created
     }
 
     static func branches(
-        mode: any TransactionMode.Type, steps: [[String: String]], payloads: [Data], queryPrepared: String,
-        subscribers: [ExactString: [Subscriber]] = [:]
+        mode: any TransactionMode.Type, steps: [[String: String]], payloads: [Data], subscribers: [ExactString: [Subscriber]] = [:]
     ) throws -> [BranchSpec] {
         var specs = [BranchSpec]()
         let ops = mode.stepOps
@@ -98,7 +99,7 @@ public enum TransactionCreation {
                 })
             }
         }
-        return specs + mode.extraBranches(queryPrepared: queryPrepared)
+        return specs
     }
 
     static func parseSteps(_ steps: String) throws -> [[String: String]] {

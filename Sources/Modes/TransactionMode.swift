@@ -1,5 +1,4 @@
-import ByteIdentity
-import DTMWire
+public import DTMWire
 public import Projections
 
 /// One branch operation of a transaction: its id and op (`01`/`action`, `02`/`confirm`, …).
@@ -35,7 +34,7 @@ public enum Step: Equatable, Sendable {
 /// A new mode is a folder under `Sources/Modes` with a type conforming to this protocol and one
 /// line in `TransactionModes.all`.
 public protocol TransactionMode: Sendable {
-    /// dtm's name of the mode (`saga`, `msg`, `tcc`, `xa`).
+    /// dtm's name of the mode (`saga`, `msg`, `tcc`, `xa`, `workflow`).
     static var transType: String { get }
 
     // MARK: Creation
@@ -45,15 +44,33 @@ public protocol TransactionMode: Sendable {
     static var stepOps: [String] { get }
     /// Whether the server's default TimeoutToFail applies when the request sets none.
     static var timesOutByDefault: Bool { get }
-    /// Branches the mode adds besides the Steps (msg: QueryPrepared).
-    static func extraBranches(queryPrepared: String) -> [BranchSpec]
+    /// Branches the mode adds besides the Steps (msg: QueryPrepared; workflow: its callback).
+    static func extraBranches(_ request: TransactionRequest) throws -> [BranchSpec]
+    /// Whether `branch` is one of the mode's bookkeeping branches (`extraBranches`), which dtm's
+    /// `query` does not list (the history and the audit do).
+    static func isBookkeeping(_ branch: BranchState) -> Bool
+    /// When a transaction created prepared is first looked at (µs; 0 = not scheduled) and the
+    /// retry interval it starts with, from the request and its resolved `options`.
+    static func preparedSchedule(
+        _ request: TransactionRequest, options: TransactionOptions, defaults: TransactionDefaults, now: Int64
+    ) -> (dueUs: Int64, retryInterval: Int64)
     /// Whether an action `topic://<name>` is sent to the topic's subscribers (msg).
     static var expandsTopics: Bool { get }
 
     // MARK: Client commands
 
-    /// The branches a RegisterBranch request adds; InvalidArgument when the mode takes none.
-    static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchSpec]
+    /// The events a Prepare records on `existing` (nil: a new transaction): by default the
+    /// transaction is created, and a repeat while prepared changes nothing.
+    static func prepare(_ created: TransactionCreated, onto existing: TransactionState?) throws -> [TransactionEvent]
+    /// The events a Submit records on `existing` at `now`: by default a prepared transaction is
+    /// submitted, a new one created submitted, a submitted one made due now.
+    static func submit(_ created: TransactionCreated, onto existing: TransactionState?, now: Int64) throws -> [TransactionEvent]
+    /// The branches a RegisterBranch request adds, each with its status; InvalidArgument when the
+    /// mode takes none.
+    static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchRegistered]
+    /// The events registering `branches` on the prepared `state` records: by default only the
+    /// branches not registered yet (a repeat changes nothing).
+    static func register(_ branches: [BranchRegistered], on state: TransactionState) throws -> [TransactionEvent]
     /// The events an Abort of `state` records (none: already rolling back); FAILURE when the
     /// mode or the status does not allow it.
     static func abort(_ state: TransactionState, reason: String) throws -> [TransactionEvent]
@@ -65,22 +82,62 @@ public protocol TransactionMode: Sendable {
     static func decide(_ state: TransactionState, now: Int64) -> Step
     /// Whether a FAILURE answer from `op` is final (the mode then moves on) rather than retried.
     static func failureIsFinal(op: String) -> Bool
-    /// Whether calls of `state` that did not succeed are decided on again at once, in the same
-    /// round, instead of on the retry schedule (dtm's saga with a RetryLimit).
-    static func retriesAtOnce(_ state: TransactionState) -> Bool
+    /// Whether the mode decides again right after every set of calls of `state`, whatever they
+    /// answered, instead of the retry schedule taking over when a call did not succeed (dtm's saga
+    /// with a RetryLimit retries at once; a workflow ignores its callback's answer).
+    static func decidesAfterEveryCall(_ state: TransactionState) -> Bool
     /// Whether an HTTP branch call posts even an empty payload (otherwise it is a GET).
     static var postsEmptyPayload: Bool { get }
 }
 
 extension TransactionMode {
     public static var timesOutByDefault: Bool { true }
-    public static func extraBranches(queryPrepared: String) -> [BranchSpec] { [] }
+    public static func extraBranches(_ request: TransactionRequest) throws -> [BranchSpec] { [] }
+    public static func isBookkeeping(_ branch: BranchState) -> Bool { false }
+    public static func preparedSchedule(
+        _ request: TransactionRequest, options: TransactionOptions, defaults: TransactionDefaults, now: Int64
+    ) -> (dueUs: Int64, retryInterval: Int64) {
+        (options.timeoutToFail > 0 ? Microseconds.after(seconds: options.timeoutToFail, from: now) : 0, options.retryInterval)
+    }
     public static var expandsTopics: Bool { false }
     public static var postsEmptyPayload: Bool { false }
-    public static func retriesAtOnce(_ state: TransactionState) -> Bool { false }
+    public static func decidesAfterEveryCall(_ state: TransactionState) -> Bool { false }
 
-    public static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchSpec] {
-        throw RequestError.invalidArgument("TransType '\(transType)' does not register branches; expected tcc or xa")
+    public static func prepare(_ created: TransactionCreated, onto existing: TransactionState?) throws -> [TransactionEvent] {
+        guard let existing else { return [.created(created)] }
+        guard existing.status == .prepared else {
+            throw RequestError.failure("current status '\(existing.status.dtmName)', cannot prepare.")
+        }
+        return []
+    }
+
+    public static func submit(_ created: TransactionCreated, onto existing: TransactionState?, now: Int64) throws -> [TransactionEvent] {
+        guard let existing else { return [.created(created)] }
+        switch existing.status {
+        case .prepared:
+            return [
+                .statusChanged(.with { $0.from = .prepared; $0.to = .submitted; $0.byClient = true }),
+                .retryScheduled(.with { $0.dueUs = created.nextDueUs; $0.retryInterval = existing.retryInterval }),
+            ]
+        case .submitted:
+            // dtm runs a new round at once (the coordinator does, on the stored branches): one
+            // waiting for its retry time is due now.
+            guard existing.nextDueUs > now else { return [] }
+            return [.retryScheduled(.with { $0.dueUs = now; $0.retryInterval = existing.retryInterval })]
+        default:
+            // dtm's text, spelling included.
+            throw RequestError.failure("current status '\(existing.status.dtmName)', cannot sumbmit.")
+        }
+    }
+
+    public static func register(_ branches: [BranchRegistered], on state: TransactionState) throws -> [TransactionEvent] {
+        branches
+            .filter { state.branch(id: $0.branch.branchID, op: $0.branch.op) == nil }
+            .map { .branchRegistered($0) }
+    }
+
+    public static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchRegistered] {
+        throw RequestError.invalidArgument("TransType '\(transType)' does not register branches; expected tcc, xa or workflow")
     }
 
     public static func abort(_ state: TransactionState, reason: String) throws -> [TransactionEvent] {
@@ -91,10 +148,7 @@ extension TransactionMode {
 /// The registry of modes by dtm's trans type name.
 public enum TransactionModes {
     /// Every mode the coordinator drives.
-    public static let all: [any TransactionMode.Type] = [SagaMode.self, MsgMode.self, TccMode.self, XaMode.self]
-
-    /// dtm's trans types this server knows of but does not drive yet.
-    static let notYetSupported: Set<String> = ["workflow"]
+    public static let all: [any TransactionMode.Type] = [SagaMode.self, MsgMode.self, TccMode.self, XaMode.self, WorkflowMode.self]
 
     /// The mode of `transType`; nil for an unknown type.
     public static func mode(_ transType: String) -> (any TransactionMode.Type)? {
@@ -105,18 +159,11 @@ public enum TransactionModes {
     /// (msg's QueryPrepared, which the history and the audit still show).
     public static func listedBranches(of state: TransactionState) -> [BranchState] {
         guard let mode = mode(state.transType) else { return state.branches }
-        let bookkeeping = mode.extraBranches(queryPrepared: state.queryPrepared)
-        return state.branches.filter { branch in
-            !bookkeeping.contains { $0.branchID.hasSameBytes(as: branch.branchID) && $0.op.hasSameBytes(as: branch.op) }
-        }
+        return state.branches.filter { !mode.isBookkeeping($0) }
     }
 
-    /// The mode of a request's `transType`; Unimplemented for one dtm has and this server does
-    /// not yet, InvalidArgument for any other.
+    /// The mode of a request's `transType`; InvalidArgument for an unknown one.
     public static func requested(_ transType: String) throws -> any TransactionMode.Type {
-        if notYetSupported.contains(transType) {
-            throw RequestError.unimplemented("TransType '\(transType)' is not supported by this server yet")
-        }
         guard let mode = mode(transType) else {
             throw RequestError.invalidArgument("TransType '\(transType)' is unknown; expected one of \(all.map { $0.transType }.joined(separator: ", "))")
         }

@@ -51,7 +51,7 @@ import Testing
         request.branchID = "01"
         request.data = ["confirm": "h:1/p.S/Confirm", "cancel": "h:1/p.S/Cancel"]
         let specs = try TccMode.registeredBranches(request)
-        #expect(specs.map(\.op) == ["cancel", "confirm"])
+        #expect(specs.map(\.branch.op) == ["cancel", "confirm"])
         var existing = state("tcc", .prepared)
         #expect(try ClientCommands.events(for: .registerBranches(specs, transType: "tcc"), gid: "g", existing: existing, now: 1).count == 2)
         existing.branches = [BranchState.with { $0.branchID = "01"; $0.op = "cancel" }]
@@ -61,7 +61,7 @@ import Testing
         }
         #expect(throws: RequestError.self) { try SagaMode.registeredBranches(request) }
         request.data = ["url": "h:1/p.S/Xa"]
-        #expect(try XaMode.registeredBranches(request).map(\.url) == ["h:1/p.S/Xa", "h:1/p.S/Xa"])
+        #expect(try XaMode.registeredBranches(request).map(\.branch.url) == ["h:1/p.S/Xa", "h:1/p.S/Xa"])
     }
 
     @Test func forceStopAndResetNextCronTime() throws {
@@ -78,9 +78,7 @@ import Testing
     @Test func modesAreFoundByTransType() throws {
         #expect(try TransactionModes.requested("saga") == SagaMode.self)
         #expect(throws: RequestError.self) { try TransactionModes.requested("nope") }
-        #expect(throws: RequestError.unimplemented("TransType 'workflow' is not supported by this server yet")) {
-            try TransactionModes.requested("workflow")
-        }
+        #expect(try TransactionModes.requested("workflow") == WorkflowMode.self)
         #expect(XaMode.postsEmptyPayload && !TccMode.postsEmptyPayload)
     }
 }

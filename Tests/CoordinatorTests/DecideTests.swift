@@ -82,12 +82,12 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
     @Test func retryLimitRetriesAtOnceThenAborts() {
         // dtm's RetryCount: RetryLimit 2 allows two retries (three attempts) of all actions together.
         let twice = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .ongoing)], options: { $0.retryLimit = 2 })
-        #expect(SagaMode.retriesAtOnce(twice))
+        #expect(SagaMode.decidesAfterEveryCall(twice))
         #expect(SagaMode.decide(twice, now: 2_000_000) == .call([BranchRef("01", "action")]))
         let thrice = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error), ("01", "action", .success), ("02", "action", .error), ("02", "action", .error)], options: { $0.retryLimit = 2 })
         #expect(SagaMode.decide(thrice, now: 2_000_000) == .changeStatus(.aborting, reason: "RetryCount is greater than RetryLimit, RetryLimit: 2"))
         let unlimited = state("saga", .submitted, branches: sagaBranches, attempts: [("01", "action", .error)])
-        #expect(!SagaMode.retriesAtOnce(unlimited), "without a RetryLimit, errors wait for the retry schedule")
+        #expect(!SagaMode.decidesAfterEveryCall(unlimited), "without a RetryLimit, errors wait for the retry schedule")
     }
 
     @Test func failedActionAndTimeoutAbortWithDtmsReasons() {

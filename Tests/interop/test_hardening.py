@@ -127,7 +127,7 @@ def test_canonically_equivalent_gids_are_two_transactions_everywhere(tmp_path, p
         assert events and all(e["gid"] == gid for e in events), (gid, history)
     assert "every decision re-derives" in dtmctl("verify", "--data", data, check=0).stdout
     dtmctl("rebuild", "--data", data, check=0)
-    assert "(4 transactions)" in dtmctl("verify", "--data", data, check=0).stdout
+    assert "(4 transactions, 0 KV records)" in dtmctl("verify", "--data", data, check=0).stdout
     states = [json.loads(line) for line in dtmctl("state", "--json", "--data", data, check=0).stdout.splitlines()]
     assert sorted(s["gid"] for s in states) == sorted([composed, decomposed, "h-K", "h-\u212a"])
 

@@ -11,13 +11,17 @@ public enum MsgMode: TransactionMode {
     /// The branch id and op under which QueryPrepared calls are recorded.
     public static let queryPrepared = BranchRef("00", "msg")
 
-    public static func extraBranches(queryPrepared url: String) -> [BranchSpec] {
-        guard !url.isEmpty else { return [] }
+    public static func extraBranches(_ request: TransactionRequest) throws -> [BranchSpec] {
+        guard !request.queryPrepared.isEmpty else { return [] }
         return [BranchSpec.with {
             $0.branchID = queryPrepared.branchID
             $0.op = queryPrepared.op
-            $0.url = url
+            $0.url = request.queryPrepared
         }]
+    }
+
+    public static func isBookkeeping(_ branch: BranchState) -> Bool {
+        branch.branchID == queryPrepared.branchID && branch.op == queryPrepared.op
     }
 
     /// A prepared message that the application gives up on fails; nothing was called yet.

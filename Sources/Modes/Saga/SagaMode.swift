@@ -17,7 +17,7 @@ public enum SagaMode: TransactionMode {
     public static func failureIsFinal(op: String) -> Bool { op == "action" }
 
     /// With a RetryLimit, dtm retries a submitted saga's erring action at once, in the same round.
-    public static func retriesAtOnce(_ state: TransactionState) -> Bool {
+    public static func decidesAfterEveryCall(_ state: TransactionState) -> Bool {
         state.status == .submitted && state.options.retryLimit > 0
     }
 

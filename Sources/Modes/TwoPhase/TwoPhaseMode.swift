@@ -20,15 +20,18 @@ extension TwoPhaseMode {
 
     public static func failureIsFinal(op: String) -> Bool { false }
 
-    public static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchSpec] {
+    public static func registeredBranches(_ request: BranchRegistrationRequest) throws -> [BranchRegistered] {
         try [rollbackOp, commitOp].map { op in
             let (url, field) = url(for: op, in: request)
             try RequestValidation.url(url, field: field)
-            return BranchSpec.with {
-                $0.branchID = request.branchID
-                $0.op = op
-                $0.url = url
-                $0.payload = request.payload
+            return BranchRegistered.with {
+                $0.branch = BranchSpec.with {
+                    $0.branchID = request.branchID
+                    $0.op = op
+                    $0.url = url
+                    $0.payload = request.payload
+                }
+                $0.status = .prepared
             }
         }
     }
