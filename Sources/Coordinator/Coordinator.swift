@@ -333,7 +333,7 @@ public final class Coordinator: Sendable {
                 gid: state.gid, transType: state.transType, branchID: ref.branchID, op: ref.op, url: branch.url,
                 payload: branch.payload, headers: state.options.branchHeaders,
                 timeout: Microseconds.duration(seconds: state.options.requestTimeout, clampedTo: 1...RequestBounds.requestTimeout.upperBound),
-                postsEmptyPayload: mode.postsEmptyPayload)))
+                postsEmptyPayload: mode.postsEmptyPayload, jsonRPC: state.protocol == DtmProtocol.jsonRPC)))
         }
         try await flush()
         let invoker = self.invoker

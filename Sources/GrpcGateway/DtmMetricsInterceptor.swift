@@ -14,7 +14,7 @@ public struct DtmMetricsInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         let start = ContinuousClock.now
         func record(_ result: DtmResult) {
-            DtmMetrics.recordCall(type: "grpc", api: context.descriptor.method, status: result.rawValue, duration: ContinuousClock.now - start)
+            DtmMetrics.recordCall(type: DtmProtocol.grpc, api: context.descriptor.method, status: result.rawValue, duration: ContinuousClock.now - start)
         }
         do {
             let response = try await next(request, context)

@@ -23,15 +23,15 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     }
 
     public func submit(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Submit", gid: request.gid) { try await coordinator.submit(TransactionRequest(request, transport: "grpc")) }
+        try await mapErrors("Submit", gid: request.gid) { try await coordinator.submit(TransactionRequest(request, transport: DtmProtocol.grpc)) }
     }
 
     public func prepare(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Prepare", gid: request.gid) { try await coordinator.prepare(TransactionRequest(request, transport: "grpc")) }
+        try await mapErrors("Prepare", gid: request.gid) { try await coordinator.prepare(TransactionRequest(request, transport: DtmProtocol.grpc)) }
     }
 
     public func abort(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try await mapErrors("Abort", gid: request.gid) { try await coordinator.abort(TransactionRequest(request, transport: "grpc")) }
+        try await mapErrors("Abort", gid: request.gid) { try await coordinator.abort(TransactionRequest(request, transport: DtmProtocol.grpc)) }
     }
 
     public func registerBranch(request: Dtmgimp_DtmBranchRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
@@ -47,7 +47,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
     public func prepareWorkflow(request: Dtmgimp_DtmRequest, context: ServerContext) async throws -> Dtmgimp_DtmProgressesReply {
         var reply = Dtmgimp_DtmProgressesReply()
         _ = try await mapErrors("PrepareWorkflow", gid: request.gid) {
-            let state = try await coordinator.prepareWorkflow(TransactionRequest(request, transport: "grpc"))
+            let state = try await coordinator.prepareWorkflow(TransactionRequest(request, transport: DtmProtocol.grpc))
             reply.transaction = .with {
                 $0.gid = state.gid
                 $0.status = state.status.dtmName
@@ -86,7 +86,7 @@ public struct DtmService: Dtmgimp_Dtm.SimpleServiceProtocol {
             return Google_Protobuf_Empty()
         } catch {
             let refusal = RequestError(error)
-            refusal.logIfServerFault(api: api, transport: "grpc", gid: gid, logger: logger)
+            refusal.logIfServerFault(api: api, transport: DtmProtocol.grpc, gid: gid, logger: logger)
             throw RPCError(refusal)
         }
     }

@@ -14,7 +14,7 @@ public struct DtmMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let start = ContinuousClock.now
         let api = request.uri.path.split(separator: "/").last.map(String.init) ?? ""
         func record(_ result: DtmResult) {
-            DtmMetrics.recordCall(type: "http", api: api, status: result.rawValue, duration: ContinuousClock.now - start)
+            DtmMetrics.recordCall(type: DtmProtocol.http, api: api, status: result.rawValue, duration: ContinuousClock.now - start)
         }
         do {
             let response = try await next(request, context)

@@ -19,6 +19,9 @@ public enum HttpApi {
     ) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
+        router.post("/api/json-rpc") { request, _ in
+            await JsonRpc.answer(request, coordinator: coordinator, logger: logger)
+        }
         router.get("/api/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -123,13 +126,7 @@ public enum HttpApi {
     static let maximumBodyBytes = 8 << 20
 
     static func body(_ request: Request) async throws -> [String: Any] {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: maximumBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw RequestError.requestTooLarge("the request body is larger than \(maximumBodyBytes) bytes")
-        }
-        let data = Data(buffer: buffer)
+        let data = try await bytes(request)
         guard !data.isEmpty else { throw RequestError.invalidArgument("the request body is empty; expected a JSON object") }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw RequestError.invalidArgument("the request body is not a JSON object")
@@ -137,9 +134,24 @@ public enum HttpApi {
         return object
     }
 
+    /// The request body, at most `maximumBodyBytes`.
+    static func bytes(_ request: Request) async throws -> Data {
+        do {
+            return Data(buffer: try await request.body.collect(upTo: maximumBodyBytes))
+        } catch is NIOTooManyBytesError {
+            throw RequestError.requestTooLarge("the request body is larger than \(maximumBodyBytes) bytes")
+        }
+    }
+
     /// dtm's JSON body read into dtm's request message, then converted as the gRPC gateway converts it.
     static func transaction(_ request: Request) async throws -> TransactionRequest {
-        let body = JSONBody(try await body(request))
+        try transaction(JSONBody(try await body(request)))
+    }
+
+    /// The protocols a transaction's body may name (dtm's `protocol`; `http` when absent).
+    static let bodyProtocols = [DtmProtocol.http, DtmProtocol.jsonRPC]
+
+    static func transaction(_ body: JSONBody) throws -> TransactionRequest {
         var wire = Dtmgimp_DtmRequest()
         wire.gid = try body.string("gid")
         wire.transType = try body.string("trans_type")
@@ -159,7 +171,11 @@ public enum HttpApi {
         if try body.bool("concurrent"), wire.customedData.isEmpty {
             wire.customedData = #"{"concurrent":true}"#
         }
-        return TransactionRequest(wire, transport: "http")
+        let named = try body.optionalString("protocol")
+        guard named.isEmpty || bodyProtocols.contains(named) else {
+            throw RequestError.invalidArgument("protocol must be one of \(bodyProtocols.joined(separator: ", ")), got '\(named)'")
+        }
+        return TransactionRequest(wire, transport: named.isEmpty ? DtmProtocol.http : named)
     }
 
     /// The non-empty `data` strings of the steps (dtm's setupPayloads); the Steps themselves are
@@ -173,7 +189,10 @@ public enum HttpApi {
     }
 
     static func registration(_ request: Request) async throws -> BranchRegistrationRequest {
-        let body = JSONBody(try await body(request))
+        try registration(JSONBody(try await body(request)))
+    }
+
+    static func registration(_ body: JSONBody) throws -> BranchRegistrationRequest {
         var registration = BranchRegistrationRequest()
         registration.gid = try body.string("gid")
         registration.transType = try body.string("trans_type")
@@ -194,7 +213,7 @@ public enum HttpApi {
             return json(try await body())
         } catch {
             let refusal = RequestError(error)
-            refusal.logIfServerFault(api: api, transport: "http", gid: "", logger: logger)
+            refusal.logIfServerFault(api: api, transport: DtmProtocol.http, gid: "", logger: logger)
             var envelope: [String: Any] = ["message": refusal.description]
             if refusal.result == .failure || refusal.result == .ongoing { envelope["dtm_result"] = refusal.result.rawValue }
             let status = refusal.httpStatus

@@ -17,10 +17,12 @@ public struct BranchCall: Sendable {
     public var timeout: Duration
     /// HTTP branches: POST even when the payload is empty (the mode's rule; XA always posts).
     public var postsEmptyPayload: Bool
+    /// HTTP branches: call over JSON-RPC (the transaction arrived over JSON-RPC).
+    public var jsonRPC: Bool
 
     public init(
         gid: String, transType: String, branchID: String, op: String, url: String, payload: Data,
-        headers: [String: String], timeout: Duration, postsEmptyPayload: Bool = false
+        headers: [String: String], timeout: Duration, postsEmptyPayload: Bool = false, jsonRPC: Bool = false
     ) {
         self.gid = gid
         self.transType = transType
@@ -31,6 +33,7 @@ public struct BranchCall: Sendable {
         self.headers = headers
         self.timeout = timeout
         self.postsEmptyPayload = postsEmptyPayload
+        self.jsonRPC = jsonRPC
     }
 
     /// The `dtm-*` metadata that tells the branch which call this is.

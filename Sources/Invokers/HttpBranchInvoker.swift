@@ -21,6 +21,7 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
+        if call.jsonRPC { return await invokeJSONRPC(call) }
         guard var components = URLComponents(string: call.url) else {
             return BranchResult(.error, "branch URL '\(call.url)' is not a URL")
         }
@@ -47,6 +48,63 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
             return Self.result(status: Int(response.status.code), body: body)
         } catch {
             return BranchResult(.error, "\(error)")
+        }
+    }
+
+    /// dtm's JSON-RPC branch call: POST `{"jsonrpc":"2.0","method":<the URL's method=>,"id","params"}`
+    /// to the URL, params being the payload's JSON object plus gid, trans_type, branch_id and op.
+    func invokeJSONRPC(_ call: BranchCall) async -> BranchResult {
+        guard let components = URLComponents(string: call.url) else {
+            return BranchResult(.error, "branch URL '\(call.url)' is not a URL")
+        }
+        let method = components.queryItems?.first { $0.name == "method" }?.value ?? ""
+        var params = (try? JSONSerialization.jsonObject(with: call.payload)) as? [String: Any] ?? [:]
+        params["gid"] = call.gid
+        params["trans_type"] = call.transType
+        params["branch_id"] = call.branchID
+        params["op"] = call.op
+        let envelope: [String: Any] = ["jsonrpc": "2.0", "method": method, "id": UUID().uuidString, "params": params]
+        guard let body = try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return BranchResult(.error, "the JSON-RPC request could not be encoded")
+        }
+        var request = HTTPClientRequest(url: call.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) {
+            request.headers.add(name: name, value: value)
+        }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let timeout = call.timeout.components
+            let response = try await client.execute(
+                request, timeout: .seconds(timeout.seconds) + .nanoseconds(timeout.attoseconds / 1_000_000_000))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            return Self.jsonRPCResult(status: Int(response.status.code), body: text)
+        } catch {
+            return BranchResult(.error, "\(error)")
+        }
+    }
+
+    /// dtm's reading of a JSON-RPC branch's answer: the HTTP status rules first, then the error
+    /// code (-32901 FAILURE, -32902 ONGOING, any other an error that is retried).
+    static func jsonRPCResult(status: Int, body: String) -> BranchResult {
+        let text = String(body.prefix(512))
+        switch status {
+        case 425: return BranchResult(.ongoing, text)
+        case 409: return BranchResult(.failure, text)
+        case 200: break
+        default: return BranchResult(.error, "HTTP \(status): \(text)")
+        }
+        guard let answer = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else {
+            return BranchResult(.error, "the JSON-RPC answer is not a JSON object: \(text)")
+        }
+        guard let error = answer["error"], !(error is NSNull) else { return BranchResult(.success) }
+        let code = ((error as? [String: Any])?["code"] as? NSNumber)?.intValue
+        let message = (error as? [String: Any])?["message"] as? String ?? text
+        switch code.flatMap(JsonRpcErrorCode.init(rawValue:)) {
+        case .failure: return BranchResult(.failure, message)
+        case .ongoing: return BranchResult(.ongoing, message)
+        default: return BranchResult(.error, "JSON-RPC error \(code.map(String.init) ?? "?"): \(message)")
         }
     }
 

@@ -22,7 +22,7 @@ public struct TransactionRequest: Sendable {
     public var reqExtra: [String: String] = [:]
     public var rollbackReason = ""
     /// `grpc` or `http`: the gateway the request came through.
-    public var transport = "grpc"
+    public var transport = DtmProtocol.grpc
 
     public init() {}
 }

@@ -141,7 +141,7 @@ def check_batch(server, refused):
 # dtm's own plain refusals (HTTP 500 / gRPC Unknown or Internal with these texts): a request dtm
 # refuses this way is refused the same way, so these answers are not the server failing.
 DTM_REFUSALS = ("no TransGlobal with gid: ", "empty topic", "empty url", "this url exists", "no such a topic",
-                "this topic is empty", "no such an url ", "storage: NotFound", "topic not found")
+                "this topic is empty", "no such an url ", "storage: NotFound", "storage: UniqueKeyConflict", "topic not found")
 
 
 def dtm_refusal(message):

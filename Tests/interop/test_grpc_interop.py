@@ -247,7 +247,7 @@ def test_bad_input_is_invalid_argument_naming_the_field(dtm, pb, busi):
     no_method = [{"action": busi.target, "compensate": ""}]
     expect_status(invalid, dtm.Submit, request(pb, gid, "saga", no_method, [b"1"]), contains="method path")
     expect_status(invalid, dtm.Submit, request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"], custom='{"concurrent":true,"orders":{"0":[1],"1":[0]}}'), contains="cycle")
-    expect_status(grpc.StatusCode.UNIMPLEMENTED, dtm.PrepareWorkflow, request(pb, gid, "workflow"))
+    expect_status(invalid, dtm.PrepareWorkflow, request(pb, gid, "saga"), contains="TransType")
     big = request(pb, gid, "saga", saga_steps(busi, 1), [b"x" * (5 << 20)])
     with pytest.raises(grpc.RpcError) as raised:
         dtm.Submit(big)
