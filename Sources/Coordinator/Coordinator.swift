@@ -28,17 +28,22 @@ public final class Coordinator: Sendable {
     let roundsDueNow = RoundsDueNow()
     /// Where the coordinator and its scheduler take the time from.
     let clock: any TransactionClock
+    /// dtm's AlertWebHook, with AlertRetryLimit: a branch whose retry count reaches the limit is
+    /// reported after each error.
+    let alerts: (sender: any AlertSender, retryLimit: Int64)?
 
     public init(
         store: any TransactionStore, invoker: any BranchInvoker, defaults: TransactionDefaults,
         logger: Logger = Logger(label: "swiftdtm.coordinator"),
-        clock: any TransactionClock = SystemClock()
+        clock: any TransactionClock = SystemClock(),
+        alerts: (sender: any AlertSender, retryLimit: Int64)? = nil
     ) {
         self.store = store
         self.invoker = invoker
         self.defaults = defaults
         self.logger = logger
         self.clock = clock
+        self.alerts = alerts
     }
 
     // MARK: Client requests
@@ -307,6 +312,7 @@ public final class Coordinator: Sendable {
                 if !mode.decidesAfterEveryCall(state),
                    let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
                     record(.retryScheduled(retry))
+                    await alert(RetryPolicy.alerting(outcomes, mode: mode), of: state, mode: mode)
                     break
                 }
                 continue
@@ -373,6 +379,20 @@ public final class Coordinator: Sendable {
             outcomes.append((ref, outcome))
         }
         return outcomes
+    }
+
+    /// dtm's alerts for the branches in `refs` that erred, once the transaction's retry count
+    /// (from its retry interval, just doubled) reaches AlertRetryLimit; bookkeeping calls
+    /// (QueryPrepared, a workflow's callback) are never reported.
+    private func alert(_ refs: [BranchRef], of state: TransactionState, mode: any TransactionMode.Type) async {
+        guard let alerts else { return }
+        let count = RetryPolicy.retryCount(interval: state.retryInterval, base: state.options.retryInterval)
+        guard count >= alerts.retryLimit else { return }
+        for ref in refs {
+            guard let branch = state.branch(id: ref.branchID, op: ref.op), !mode.isBookkeeping(branch) else { continue }
+            await alerts.sender.send(BranchAlert(
+                gid: state.gid, status: state.status.dtmName, branch: branch.url, error: branch.lastError, retryCount: count))
+        }
     }
 
     /// Appends a client command's `events`, decided on `existing`, and waits until they are durable.

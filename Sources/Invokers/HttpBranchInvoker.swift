@@ -51,6 +51,22 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
         }
     }
 
+    /// POSTs a JSON `body` to `url`; the HTTP status, nil when the call failed.
+    func post(_ body: Data, to url: String, timeout: Duration) async -> Int? {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let parts = timeout.components
+            let response = try await client.execute(request, timeout: .seconds(parts.seconds) + .nanoseconds(parts.attoseconds / 1_000_000_000))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            return Int(response.status.code)
+        } catch {
+            return nil
+        }
+    }
+
     /// dtm's JSON-RPC branch call: POST `{"jsonrpc":"2.0","method":<the URL's method=>,"id","params"}`
     /// to the URL, params being the payload's JSON object plus gid, trans_type, branch_id and op.
     func invokeJSONRPC(_ call: BranchCall) async -> BranchResult {

@@ -68,8 +68,11 @@ struct Dtmd: AsyncParsableCommand {
         let resolver = DiscoveryResolver()
         let grpcInvoker = GrpcBranchInvoker(resolver: resolver)
         let httpInvoker = HttpBranchInvoker()
+        let alerts = settings.alertWebHook.isEmpty ? nil : (
+            sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
+            retryLimit: settings.alertRetryLimit)
         let coordinator = Coordinator(
-            store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults)
+            store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults, alerts: alerts)
 
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(

@@ -156,6 +156,16 @@ let sagaBranches = [("01", "compensate"), ("01", "action"), ("02", "compensate")
 }
 
 @Suite struct RetryPolicyTests {
+    @Test func dtmsRetryCountAndWhatAlerts() {
+        #expect([1, 2, 3, 4, 8, 9, 1024].map { RetryPolicy.retryCount(interval: $0, base: 1) } == [0, 1, 1, 2, 3, 3, 10])
+        #expect(RetryPolicy.retryCount(interval: 40, base: 10) == 2)
+        #expect(RetryPolicy.retryCount(interval: 5, base: 0) == 0)
+        let outcomes: [(branch: BranchRef, outcome: AttemptOutcome)] = [
+            (BranchRef("01", "action"), .failure), (BranchRef("02", "action"), .error),
+            (BranchRef("03", "compensate"), .failure), (BranchRef("04", "action"), .ongoing)]
+        #expect(RetryPolicy.alerting(outcomes, mode: SagaMode.self) == [BranchRef("02", "action"), BranchRef("03", "compensate")])
+    }
+
     let base = state("saga", .submitted, branches: sagaBranches, options: { $0.retryInterval = 2 })
 
     @Test func errorsDoubleOngoingKeepsSuccessResets() throws {
