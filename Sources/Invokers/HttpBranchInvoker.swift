@@ -32,20 +32,10 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
             URLQueryItem(name: "op", value: call.op),
         ]
         guard let url = components.string else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
-        var request = HTTPClientRequest(url: url)
-        let post = !call.payload.isEmpty || call.postsEmptyPayload
-        request.method = post ? .POST : .GET
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) {
-            request.headers.add(name: name, value: value)
-        }
-        if post { request.body = .bytes(ByteBuffer(bytes: call.payload)) }
+        let posts = !call.payload.isEmpty || call.postsEmptyPayload
         do {
-            let timeout = call.timeout.components
-            let response = try await client.execute(
-                request, timeout: .seconds(timeout.seconds) + .nanoseconds(timeout.attoseconds / 1_000_000_000))
-            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
-            return Self.result(status: Int(response.status.code), body: body)
+            let (status, body) = try await send(posts ? call.payload : nil, to: url, headers: call.headers, timeout: call.timeout)
+            return Self.result(status: status, body: body)
         } catch {
             return BranchResult(.error, "\(error)")
         }
@@ -53,18 +43,7 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
 
     /// POSTs a JSON `body` to `url`; the HTTP status, nil when the call failed.
     func post(_ body: Data, to url: String, timeout: Duration) async -> Int? {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: body))
-        do {
-            let parts = timeout.components
-            let response = try await client.execute(request, timeout: .seconds(parts.seconds) + .nanoseconds(parts.attoseconds / 1_000_000_000))
-            _ = try await response.body.collect(upTo: 1 << 20)
-            return Int(response.status.code)
-        } catch {
-            return nil
-        }
+        try? await send(body, to: url, headers: [:], timeout: timeout).status
     }
 
     /// dtm's JSON-RPC branch call: POST `{"jsonrpc":"2.0","method":<the URL's method=>,"id","params"}`
@@ -83,22 +62,27 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
         guard let body = try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return BranchResult(.error, "the JSON-RPC request could not be encoded")
         }
-        var request = HTTPClientRequest(url: call.url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) {
-            request.headers.add(name: name, value: value)
-        }
-        request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let timeout = call.timeout.components
-            let response = try await client.execute(
-                request, timeout: .seconds(timeout.seconds) + .nanoseconds(timeout.attoseconds / 1_000_000_000))
-            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-            return Self.jsonRPCResult(status: Int(response.status.code), body: text)
+            let (status, text) = try await send(body, to: call.url, headers: call.headers, timeout: call.timeout)
+            return Self.jsonRPCResult(status: status, body: text)
         } catch {
             return BranchResult(.error, "\(error)")
         }
+    }
+
+    /// One request as dtm sends it: POST `body` (GET when nil) with Content-Type application/json
+    /// and `headers`, within `timeout`; the status and the first MiB of the answer.
+    private func send(_ body: Data?, to url: String, headers: [String: String], timeout: Duration) async throws -> (status: Int, body: String) {
+        var request = HTTPClientRequest(url: url)
+        request.method = body == nil ? .GET : .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            request.headers.add(name: name, value: value)
+        }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let parts = timeout.components
+        let response = try await client.execute(request, timeout: .seconds(parts.seconds) + .nanoseconds(parts.attoseconds / 1_000_000_000))
+        return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
     }
 
     /// dtm's reading of a JSON-RPC branch's answer: the HTTP status rules first, then the error
