@@ -24,23 +24,15 @@ protoc -I Protos \
   --swift_out=Sources/Projections/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true,FileNaming=PathToUnderscores \
   Protos/swiftdtm/events/v1/events.proto
 
-# dtm's gRPC service: messages and grpc-swift-2 server and client code, shared by the gateway
-# and the client SDK.
+# dtm's gRPC service and its workflow callback (the server calls it; an SDK serves it): messages
+# and grpc-swift-2 server and client code, shared by the gateway and the client SDK.
 mkdir -p Sources/DTMWire/Generated
-protoc -I Protos/dtmgimp \
+protoc -I Protos/dtmgimp -I Protos/workflow \
   --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
   --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true \
   --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
-  Protos/dtmgimp/dtmgimp.proto
-
-# dtm's workflow callback (the server calls it; an SDK serves it).
-protoc -I Protos/workflow \
-  --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
-  --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-  --swift_out=Sources/DTMWire/Generated --swift_opt=Visibility=Public,UseAccessLevelOnImports=true \
-  --grpc-swift-2_out=Sources/DTMWire/Generated --grpc-swift-2_opt=Visibility=Public,UseAccessLevelOnImports=true,Server=true,Client=true \
-  Protos/workflow/wf.proto
+  Protos/dtmgimp/dtmgimp.proto Protos/workflow/wf.proto
 
 # The go-zero walk-through's trans service.
 mkdir -p Examples/gozero/TransProtocol/Generated
