@@ -322,7 +322,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "LMDBStore", "TransactionStore", "ByteIdentity", "GrpcGateway",
+                "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "LMDBStore", "MemoryStore", "TransactionStore", "ByteIdentity", "GrpcGateway",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

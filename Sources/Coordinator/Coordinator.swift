@@ -14,8 +14,10 @@ public import TransactionStore
 /// Client requests are acknowledged only once their events are durable. Progress inside a round
 /// (attempts started and finished) is queued to the log without waiting, and folded into the
 /// round's own copy of the state with the same `apply` the view uses; the round waits for
-/// durability once, at its end. Every branch call is idempotent by contract, so a crash that loses
-/// undurable progress only repeats calls.
+/// durability at its end, and before calls decided after a status change of the round (that
+/// change decides the direction: compensation must never run on an `aborting` a crash can lose).
+/// Every branch call is idempotent by contract, so a crash that loses other undurable progress
+/// only repeats calls.
 public final class Coordinator: Sendable {
     /// Where transactions live.
     let store: any TransactionStore
@@ -274,6 +276,10 @@ public final class Coordinator: Sendable {
         var appends = [any PendingAppend]()
         // The version the store has (or has queued) for the transaction: what the next append expects.
         var storedVersion = state.version
+        // A status change of this round not yet known durable. Calls decided after it wait for it:
+        // a crash that lost it could reverse the direction (a lost `aborting` runs the action
+        // again after its compensation was called), which repeating calls cannot repair.
+        var statusChangePending = false
         func record(_ event: TransactionEvent) {
             if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock.now(), gid: gid, event: event), to: state) {
                 state = next
@@ -305,9 +311,16 @@ public final class Coordinator: Sendable {
             case let .changeStatus(status, reason):
                 logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
                 record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason; $0.decidedAtUs = now }))
+                statusChangePending = true
                 if status.isTerminal { DtmMetrics.transactionFinished(model: state.transType, status: status) }
                 continue
             case let .call(refs):
+                if statusChangePending {
+                    try await flush()
+                    for append in appends { try await append.durable() }
+                    appends.removeAll()
+                    statusChangePending = false
+                }
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
                 if !mode.decidesAfterEveryCall(state),
                    let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
