@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TransactionStore", targets: ["TransactionStore"]),
         .library(name: "LMDBStore", targets: ["LMDBStore"]),
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
+        .library(name: "PostgresStore", targets: ["PostgresStore"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "GrpcGateway", targets: ["GrpcGateway"]),
         .library(name: "HttpGateway", targets: ["HttpGateway"]),
@@ -32,6 +33,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -123,6 +125,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "PostgresStore",
+            dependencies: [
+                "ByteIdentity", "DTMWire", "Projections", "TransactionStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "MemoryStore",
             dependencies: ["ByteIdentity", "Projections", "TransactionStore"],
             swiftSettings: strictSettings
@@ -205,6 +218,8 @@ let package = Package(
                 "DTMWire",
                 "DTMDiscovery",
                 "LMDBStore",
+                "PostgresStore",
+                "TransactionStore",
                 "Projections",
                 "Modes",
                 "Invokers",

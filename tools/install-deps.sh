@@ -5,8 +5,9 @@
 set -euo pipefail
 packages=(liblmdb-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  # golang-go + golang-google-grpc-dev build the grpc-go branch server offline (GOPATH mode).
-  packages+=(python3-venv etcd-server curl golang-go golang-google-grpc-dev)
+  # golang-go + golang-google-grpc-dev build the grpc-go branch server offline (GOPATH mode);
+  # postgresql runs the private cluster of the PostgreSQL store tests.
+  packages+=(python3-venv etcd-server curl golang-go golang-google-grpc-dev postgresql)
 fi
 missing=()
 for package in "${packages[@]}"; do

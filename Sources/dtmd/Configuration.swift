@@ -7,7 +7,15 @@ import Yams
 /// dtmd's configuration: dtm's YAML keys (WIRE §6), each overridable by an environment variable
 /// named by the upper snake case of its path (`MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`).
 struct Configuration: Sendable, Equatable {
+    /// `lmdb` (the embedded log, the default) or `postgres` (shared by several nodes).
     var storeDriver = "lmdb"
+    /// dtm's SQL keys, for Driver postgres.
+    var storeHost = "127.0.0.1"
+    var storePort = 5432
+    var storeUser = "postgres"
+    var storePassword = ""
+    var storeDb = "dtm"
+    var storeSchema = "public"
     /// SwiftDTM's key: the LMDB directory.
     var storePath = "./data"
     /// SwiftDTM's key: `sync` (fsync every commit, the default) or `nosync` (tests only).
@@ -37,6 +45,12 @@ struct Configuration: Sendable, Equatable {
         ("Store.Driver", { $0.storeDriver = try text($1, $2) }),
         ("Store.Path", { $0.storePath = try text($1, $2) }),
         ("Store.Durability", { $0.storeDurability = try text($1, $2) }),
+        ("Store.Host", { $0.storeHost = try text($1, $2) }),
+        ("Store.Port", { $0.storePort = try port($1, $2) }),
+        ("Store.User", { $0.storeUser = try text($1, $2) }),
+        ("Store.Password", { $0.storePassword = try text($1, $2) }),
+        ("Store.Db", { $0.storeDb = try text($1, $2) }),
+        ("Store.Schema", { $0.storeSchema = try text($1, $2) }),
         ("TransCronInterval", { $0.transCronInterval = try positiveSeconds($1, $2) }),
         ("TimeoutToFail", { $0.timeoutToFail = try positiveInteger($1, $2) }),
         ("RetryInterval", { $0.retryInterval = try positiveInteger($1, $2) }),
@@ -86,8 +100,8 @@ struct Configuration: Sendable, Equatable {
     }
 
     private mutating func validate(warnings: inout [String]) throws {
-        guard storeDriver == "lmdb" else {
-            throw Invalid(description: "Store.Driver '\(storeDriver)' is not supported; SwiftDTM stores its event log in LMDB (Driver: lmdb)")
+        guard ["lmdb", "postgres"].contains(storeDriver) else {
+            throw Invalid(description: "Store.Driver '\(storeDriver)' is not supported; use lmdb (the embedded log) or postgres (several nodes)")
         }
         guard ["sync", "nosync"].contains(storeDurability) else {
             throw Invalid(description: "Store.Durability must be sync or nosync, got '\(storeDurability)'")

@@ -9,6 +9,8 @@ import GRPCNIOTransportHTTP2
 import GrpcGateway
 import HttpGateway
 import LMDBStore
+import PostgresStore
+import TransactionStore
 import Hummingbird
 import Invokers
 import Logging
@@ -54,12 +56,43 @@ struct Dtmd: AsyncParsableCommand {
         Gauge(label: "dtm_server_info", dimensions: [("version", "swiftdtm-\(HttpApi.version)")]).record(1)
         for warning in warnings { logger.warning("\(warning)") }
 
-        var storeConfiguration = LMDBStoreConfiguration(path: settings.storePath)
-        storeConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
-        storeConfiguration.acceptEmptyDataFile = acceptEmptyDataFile
-        let store = try await LMDBTransactionStore.open(storeConfiguration)
-        let lastSeq = try store.log.lastSeq()
-        logger.info("event log open", metadata: ["path": "\(settings.storePath)", "last_seq": "\(lastSeq)"])
+        switch settings.storeDriver {
+        case "postgres":
+            var configuration = PostgresStoreConfiguration()
+            configuration.host = settings.storeHost
+            configuration.port = settings.storePort
+            configuration.user = settings.storeUser
+            configuration.password = settings.storePassword
+            configuration.database = settings.storeDb
+            configuration.schema = settings.storeSchema
+            let store = try PostgresTransactionStore(configuration)
+            // The connection pool runs for dtmd's whole life, around the services.
+            try await withThrowingDiscardingTaskGroup { pool in
+                pool.addTask { await store.run() }
+                try await store.prepareSchema()
+                logger.info("PostgreSQL store ready", metadata: [
+                    "host": "\(settings.storeHost):\(settings.storePort)", "db": "\(settings.storeDb)", "schema": "\(settings.storeSchema)",
+                    "node": "\(configuration.node)"])
+                try await serve(settings, store: store, storeService: [], registry: registry, logger: logger)
+                pool.cancelAll()
+            }
+        default:
+            var storeConfiguration = LMDBStoreConfiguration(path: settings.storePath)
+            storeConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
+            storeConfiguration.acceptEmptyDataFile = acceptEmptyDataFile
+            let store = try await LMDBTransactionStore.open(storeConfiguration)
+            let lastSeq = try store.log.lastSeq()
+            logger.info("event log open", metadata: ["path": "\(settings.storePath)", "last_seq": "\(lastSeq)"])
+            try await serve(settings, store: store, storeService: [.init(service: StoreService(store: store, logger: logger))], registry: registry, logger: logger)
+        }
+    }
+
+    /// Runs the gateways, the scheduler and the branch callers on `store` until SIGTERM or SIGINT;
+    /// `storeService` (started first, stopped last) closes the store.
+    func serve(
+        _ settings: Configuration, store: any TransactionStore, storeService: [ServiceGroupConfiguration.ServiceConfiguration],
+        registry: PrometheusCollectorRegistry, logger: Logger
+    ) async throws {
 
         var defaults = TransactionDefaults()
         defaults.timeoutToFail = settings.timeoutToFail
@@ -101,8 +134,7 @@ struct Dtmd: AsyncParsableCommand {
                 // Graceful shutdown stops services in reverse order: registration and the
                 // gateways first (in-flight requests drain), then the scheduler (running rounds
                 // finish), the branch callers, and last the log (flushed and closed).
-                services: [
-                    .init(service: StoreService(store: store, logger: logger)),
+                services: storeService + [
                     .init(service: resolver),
                     .init(service: grpcInvoker),
                     .init(service: httpInvoker),

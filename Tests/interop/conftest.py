@@ -310,3 +310,60 @@ def dtm(dtmd, pb):
     channel = grpc.insecure_channel(f"127.0.0.1:{dtmd.grpc_port}")
     yield pb[1].DtmStub(channel)
     channel.close()
+
+
+class Postgres:
+    """A private PostgreSQL cluster on 127.0.0.1 and a free port, its data in a temp dir, run as
+    the `postgres` OS user (PostgreSQL refuses to run as root), with database `dtm`."""
+
+    def __init__(self):
+        import glob
+        import pwd
+        import shutil
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        assert bins, "PostgreSQL is not installed (tools/install-deps.sh --test installs it)"
+        self.bin = Path(bins[-1])
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="swiftdtm-pg-"))
+        self.as_user = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.shutil = shutil
+        self.run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.log = open(self.dir / "postgres.log", "ab")
+        self.process = subprocess.Popen(
+            self.as_user + [str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-p", str(self.port), "-k", str(self.dir),
+                            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=self.log, stderr=self.log)
+        wait_for(lambda: self.run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False) == 0, timeout=30,
+                 what="PostgreSQL to accept connections")
+        self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "dtm")
+
+    def run(self, tool, *args, check=True):
+        result = subprocess.run(self.as_user + [str(self.bin / tool), *args], capture_output=True, text=True, cwd="/")
+        if check:
+            assert result.returncode == 0, f"{tool} failed: {result.stdout}{result.stderr}"
+        return result.returncode
+
+    def sql(self, statement, db="dtm"):
+        return subprocess.run(self.as_user + [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                                              "-d", db, "-At", "-c", statement], capture_output=True, text=True, cwd="/", check=True).stdout
+
+    def store(self, schema="public"):
+        """dtmd's Store keys for this cluster."""
+        return {"Driver": "postgres", "Host": "127.0.0.1", "Port": self.port, "User": "postgres", "Db": "dtm", "Schema": schema}
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+        self.shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    cluster = Postgres()
+    yield cluster
+    cluster.stop()

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import DTMD, ROOT
 
-SERVER_MODULES = {"EventLog", "CLMDB", "Projections", "Modes", "TransactionStore", "LMDBStore", "Coordinator",
-                  "Invokers", "GrpcGateway", "HttpGateway"}
+SERVER_MODULES = {"EventLog", "CLMDB", "Projections", "Modes", "TransactionStore", "LMDBStore", "PostgresStore", "MemoryStore",
+                  "Coordinator", "Invokers", "GrpcGateway", "HttpGateway"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_the_sdk_links_no_server_module(graph):
 
 def test_the_sdk_test_kit_links_no_lmdb(graph):
     # An in-process dtm (coordinator on the in-memory store), so SDK users' tests need no liblmdb.
-    assert not closure(graph, "DTMClientTesting") & {"EventLog", "CLMDB", "LMDBStore"}
+    assert not closure(graph, "DTMClientTesting") & {"EventLog", "CLMDB", "LMDBStore", "PostgresStore"}
 
 
 def test_the_server_does_not_reach_around_into_the_sdk(graph):

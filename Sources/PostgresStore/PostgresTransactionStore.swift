@@ -1,0 +1,452 @@
+import ByteIdentity
+import Crypto
+import DTMWire
+public import Foundation
+public import Logging
+public import PostgresNIO
+public import Projections
+import SwiftProtobuf
+public import TransactionStore
+
+/// Where the shared store lives (dtm's `Store` keys for a SQL driver) and who this node is.
+public struct PostgresStoreConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 5432
+    public var user = "postgres"
+    public var password = ""
+    public var database = "dtm"
+    /// The schema that holds SwiftDTM's tables (created if missing; the database must exist).
+    public var schema = "public"
+    /// This node's name in the claims it takes.
+    public var node = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
+
+    public init() {}
+}
+
+/// The shared `TransactionStore` on PostgreSQL, for several dtmd nodes: the same events and the
+/// same `apply` as the embedded store. Every event is a row of `swiftdtm_events` (global order
+/// `seq`, the stream's own `stream_seq`, and a SHA-256 chained to the stream's previous event);
+/// the transaction's state row (`swiftdtm_transactions`, or `swiftdtm_kv` for a KV record) is
+/// written in the same SQL transaction, under its row lock, after checking the version the caller
+/// decided on (compare-and-append). Due work is claimed with an owner and a lease on the state row
+/// (`FOR UPDATE SKIP LOCKED`), so one node drives a transaction at a time. An append is durable
+/// when it returns (PostgreSQL's commit).
+public final class PostgresTransactionStore: TransactionStore {
+    /// The version of the tables this build reads and writes.
+    public static let schemaVersion = 1
+
+    let client: PostgresClient
+    let configuration: PostgresStoreConfiguration
+    let logger: Logger
+    /// `"<schema>".swiftdtm_` — every table's name starts so.
+    let prefix: String
+
+    public init(_ configuration: PostgresStoreConfiguration, logger: Logger = Logger(label: "swiftdtm.postgres")) throws {
+        guard configuration.schema.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw RequestError.invalidArgument("Store.Schema '\(configuration.schema)' must be a plain SQL identifier")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        prefix = "\"\(configuration.schema)\".swiftdtm_"
+        var options = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.user,
+            password: configuration.password.isEmpty ? nil : configuration.password, database: configuration.database,
+            tls: .prefer(.makeClientConfiguration()))
+        options.options.maximumConnections = 32
+        client = PostgresClient(configuration: options, backgroundLogger: logger)
+    }
+
+    /// Runs the connection pool until the task is cancelled; every other call needs it running.
+    public func run() async {
+        await client.run()
+    }
+
+    // MARK: Schema
+
+    /// Creates the schema's tables and indexes when missing, and refuses tables written by an
+    /// incompatible version.
+    public func prepareSchema() async throws {
+        try await storage {
+            try await client.withTransaction(logger: logger) { connection in
+                // One node at a time creates the tables.
+                try await connection.query("SELECT pg_advisory_xact_lock(7366270)", logger: logger)
+                for statement in Self.schema(prefix: prefix, schema: configuration.schema) {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                let rows = try await connection.query("SELECT value FROM \(unescaped: prefix)meta WHERE key = 'schema_version'", logger: logger)
+                var found: String?
+                for try await value in rows.decode(String.self) { found = value }
+                if let found {
+                    guard found == String(Self.schemaVersion) else {
+                        throw RequestError.unavailable(
+                            "the PostgreSQL schema \(configuration.schema) holds SwiftDTM tables of version \(found); this build reads version \(Self.schemaVersion)")
+                    }
+                } else {
+                    try await connection.query("INSERT INTO \(unescaped: prefix)meta (key, value) VALUES ('schema_version', \(String(Self.schemaVersion)))", logger: logger)
+                }
+            }
+        }
+    }
+
+    static func schema(prefix: String, schema: String) -> [String] {
+        [
+            "CREATE SCHEMA IF NOT EXISTS \"\(schema)\"",
+            "CREATE TABLE IF NOT EXISTS \(prefix)meta (key text PRIMARY KEY, value text NOT NULL)",
+            """
+            CREATE TABLE IF NOT EXISTS \(prefix)events (
+              seq bigserial PRIMARY KEY, stream bytea NOT NULL, stream_seq bigint NOT NULL, time_us bigint NOT NULL,
+              type text NOT NULL, payload bytea NOT NULL, previous_hash bytea NOT NULL, hash bytea NOT NULL,
+              UNIQUE (stream, stream_seq))
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(prefix)transactions (
+              gid bytea PRIMARY KEY, version bigint NOT NULL, last_hash bytea NOT NULL, status smallint NOT NULL,
+              trans_type text NOT NULL, create_time_us bigint NOT NULL, next_due_us bigint NOT NULL,
+              claim_owner text, claim_until_us bigint NOT NULL DEFAULT 0, state bytea NOT NULL)
+            """,
+            "CREATE INDEX IF NOT EXISTS swiftdtm_transactions_due ON \(prefix)transactions (next_due_us) WHERE next_due_us > 0",
+            "CREATE INDEX IF NOT EXISTS swiftdtm_transactions_created ON \(prefix)transactions (create_time_us DESC, gid DESC)",
+            """
+            CREATE TABLE IF NOT EXISTS \(prefix)kv (
+              stream bytea PRIMARY KEY, cat bytea NOT NULL, key bytea NOT NULL, version bigint NOT NULL,
+              last_hash bytea NOT NULL, deleted boolean NOT NULL, state bytea NOT NULL)
+            """,
+            "CREATE INDEX IF NOT EXISTS swiftdtm_kv_cat_key ON \(prefix)kv (cat, key)",
+        ]
+    }
+
+    // MARK: Reads
+
+    public func transaction(_ gid: String) async throws -> TransactionState? {
+        try await storage {
+            let rows = try await client.query("SELECT state FROM \(unescaped: prefix)transactions WHERE gid = \(Data(gid.utf8))", logger: logger)
+            for try await state in rows.decode(Data.self) { return try TransactionState(serializedBytes: state) }
+            return nil
+        }
+    }
+
+    public func kvRecord(cat: String, key: String) async throws -> KVState? {
+        try await storage {
+            let stream = Data(KVStream.id(cat: cat, key: key).utf8)
+            let rows = try await client.query("SELECT state FROM \(unescaped: prefix)kv WHERE stream = \(stream)", logger: logger)
+            for try await state in rows.decode(Data.self) { return try KVState(serializedBytes: state) }
+            return nil
+        }
+    }
+
+    public func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] {
+        try await storage {
+            let rows = try await client.query("""
+                SELECT state FROM \(unescaped: prefix)kv
+                WHERE cat = \(Data(cat.utf8)) AND (\(position == nil) OR key > \(Data((position ?? "").utf8))) AND NOT deleted
+                ORDER BY key LIMIT \(max(limit, 0))
+                """, logger: logger)
+            var found = [KVState]()
+            for try await state in rows.decode(Data.self) { found.append(try KVState(serializedBytes: state)) }
+            return found
+        }
+    }
+
+    public func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
+        try await storage {
+            var after: (time: Int64, gid: Data) = (.max, Data())
+            var bounded = false
+            if let page, page.bytes.count >= 8 {
+                let time = page.bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                after = (Int64(clamping: time), Data(page.bytes.dropFirst(8)))
+                bounded = true
+            }
+            let status = Int16(clamping: filter.status?.rawValue ?? -1)
+            let transType = filter.transType ?? ""
+            let rows = try await client.query("""
+                SELECT state, create_time_us, gid FROM \(unescaped: prefix)transactions
+                WHERE (NOT \(bounded) OR (create_time_us, gid) < (\(after.time), \(after.gid)))
+                  AND (\(status) < 0 OR status = \(status)) AND (\(transType) = '' OR trans_type = \(transType))
+                  AND create_time_us >= \(filter.createdFrom ?? .min) AND create_time_us <= \(filter.createdThrough ?? .max)
+                ORDER BY create_time_us DESC, gid DESC LIMIT \(limit + 1)
+                """, logger: logger)
+            var states = [TransactionState]()
+            var last: (Int64, Data)?
+            var more = false
+            for try await (bytes, time, gid) in rows.decode((Data, Int64, Data).self) {
+                guard states.count < limit else {
+                    more = true
+                    break
+                }
+                let state = try TransactionState(serializedBytes: bytes)
+                if filter.accepts(state) { states.append(state) }
+                last = (time, gid)
+            }
+            let next = more ? last.map { time, gid in
+                PageToken(bytes: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: time) >> (UInt64($0) * 8)) } + Array(gid))
+            } : nil
+            return TransactionPage(transactions: states, next: next)
+        }
+    }
+
+    public func history(of gid: String) async throws -> [RecordedEvent] {
+        try await storage {
+            let rows = try await client.query(
+                "SELECT seq, time_us, type, payload FROM \(unescaped: prefix)events WHERE stream = \(Data(gid.utf8)) ORDER BY stream_seq",
+                logger: logger)
+            var events = [RecordedEvent]()
+            for try await (seq, time, type, payload) in rows.decode((Int64, Int64, String, Data).self) {
+                events.append(try Self.recorded(seq: seq, time: time, stream: gid, type: type, payload: payload))
+            }
+            return events
+        }
+    }
+
+    /// The events appended after global position `seq`, then each new one as it is committed
+    /// (polled every `PostgresFollow.interval`).
+    public func follow(after seq: UInt64) -> any AsyncSequence<RecordedEvent, any Error> {
+        PostgresFollow(store: self, after: Int64(clamping: seq))
+    }
+
+    /// Up to `limit` events after `seq` in global order.
+    func events(after seq: Int64, limit: Int) async throws -> [RecordedEvent] {
+        try await storage {
+            let rows = try await client.query(
+                "SELECT seq, time_us, stream, type, payload FROM \(unescaped: prefix)events WHERE seq > \(seq) ORDER BY seq LIMIT \(limit)",
+                logger: logger)
+            var events = [RecordedEvent]()
+            for try await (seq, time, stream, type, payload) in rows.decode((Int64, Int64, Data, String, Data).self) {
+                events.append(try Self.recorded(seq: seq, time: time, stream: String(decoding: stream, as: UTF8.self), type: type, payload: payload))
+            }
+            return events
+        }
+    }
+
+    static func recorded(seq: Int64, time: Int64, stream: String, type: String, payload: Data) throws -> RecordedEvent {
+        let event = try TransactionEvent(serializedBytes: payload)
+        guard event.typeName == type else {
+            throw RequestError.unavailable("event \(seq) of \(stream) is stored as '\(type)' but holds '\(event.typeName)'")
+        }
+        return RecordedEvent(seq: UInt64(clamping: seq), time: time, gid: stream, event: event)
+    }
+
+    // MARK: Appends
+
+    public func append(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws -> any PendingAppend {
+        guard !events.isEmpty else {
+            let current = KVStream.isKV(gid) ? try await kvRecord(stream: gid)?.streamVersion : try await transaction(gid)?.version
+            guard current == expectedVersion else { throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: current) }
+            return CommittedAppend()
+        }
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                if KVStream.isKV(gid) {
+                    try await appendKV(events, to: gid, expectedVersion: expectedVersion, on: connection)
+                } else {
+                    try await appendTransaction(events, to: gid, expectedVersion: expectedVersion, on: connection)
+                }
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            // Another node created the same stream at the same moment.
+            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: 1)
+        } catch let conflict as StoreConflict {
+            throw conflict
+        } catch {
+            throw Self.describe(error)
+        }
+        return CommittedAppend()
+    }
+
+    private func kvRecord(stream: String) async throws -> KVState? {
+        let rows = try await client.query("SELECT state FROM \(unescaped: prefix)kv WHERE stream = \(Data(stream.utf8))", logger: logger)
+        for try await state in rows.decode(Data.self) { return try KVState(serializedBytes: state) }
+        return nil
+    }
+
+    private func appendTransaction(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?, on connection: PostgresConnection) async throws {
+        let key = Data(gid.utf8)
+        var state: TransactionState?
+        var lastHash = Data(count: 32)
+        let rows = try await connection.query(
+            "SELECT state, last_hash FROM \(unescaped: prefix)transactions WHERE gid = \(key) FOR UPDATE", logger: logger)
+        for try await (bytes, hash) in rows.decode((Data, Data).self) {
+            state = try TransactionState(serializedBytes: bytes)
+            lastHash = hash
+        }
+        guard state?.version == expectedVersion else {
+            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: state?.version)
+        }
+        let existed = state != nil
+        var streamSeq = Int64(clamping: state?.version ?? 0)
+        for event in events {
+            streamSeq += 1
+            let (seq, time, hash) = try await insert(event, stream: key, streamSeq: streamSeq, previous: lastHash, on: connection)
+            lastHash = hash
+            state = apply(RecordedEvent(seq: UInt64(clamping: seq), time: time, gid: gid, event: event), to: state)
+        }
+        guard let state else { throw RequestError.invalidArgument("the first event of transaction \(gid) must be `created`") }
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        let bytes = Data(try state.serializedBytes(options: options) as [UInt8])
+        let due = !state.status.isTerminal && state.nextDueUs > 0 ? state.nextDueUs : 0
+        let status = Int16(clamping: state.status.rawValue)
+        let version = Int64(clamping: state.version)
+        if existed {
+            try await connection.query("""
+                UPDATE \(unescaped: prefix)transactions SET version = \(version), last_hash = \(lastHash), status = \(status),
+                  next_due_us = \(due), state = \(bytes) WHERE gid = \(key)
+                """, logger: logger)
+        } else {
+            try await connection.query("""
+                INSERT INTO \(unescaped: prefix)transactions (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
+                VALUES (\(key), \(version), \(lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
+                """, logger: logger)
+        }
+    }
+
+    private func appendKV(_ events: [TransactionEvent], to stream: String, expectedVersion: UInt64?, on connection: PostgresConnection) async throws {
+        let key = Data(stream.utf8)
+        var record: KVState?
+        var lastHash = Data(count: 32)
+        let rows = try await connection.query("SELECT state, last_hash FROM \(unescaped: prefix)kv WHERE stream = \(key) FOR UPDATE", logger: logger)
+        for try await (bytes, hash) in rows.decode((Data, Data).self) {
+            record = try KVState(serializedBytes: bytes)
+            lastHash = hash
+        }
+        guard record?.streamVersion == expectedVersion else {
+            throw StoreConflict(gid: stream, expectedVersion: expectedVersion, actualVersion: record?.streamVersion)
+        }
+        let existed = record != nil
+        var streamSeq = Int64(clamping: record?.streamVersion ?? 0)
+        for event in events {
+            streamSeq += 1
+            let (seq, time, hash) = try await insert(event, stream: key, streamSeq: streamSeq, previous: lastHash, on: connection)
+            lastHash = hash
+            record = applyKV(RecordedEvent(seq: UInt64(clamping: seq), time: time, gid: stream, event: event), to: record)
+        }
+        guard let record else { throw RequestError.invalidArgument("the events of \(stream) must be `kv_changed`") }
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        let bytes = Data(try record.serializedBytes(options: options) as [UInt8])
+        let version = Int64(clamping: record.streamVersion)
+        if existed {
+            try await connection.query("""
+                UPDATE \(unescaped: prefix)kv SET version = \(version), last_hash = \(lastHash), deleted = \(record.deleted), state = \(bytes)
+                WHERE stream = \(key)
+                """, logger: logger)
+        } else {
+            try await connection.query("""
+                INSERT INTO \(unescaped: prefix)kv (stream, cat, key, version, last_hash, deleted, state)
+                VALUES (\(key), \(Data(record.cat.utf8)), \(Data(record.key.utf8)), \(version), \(lastHash), \(record.deleted), \(bytes))
+                """, logger: logger)
+        }
+    }
+
+    /// Inserts one event row; its global seq, time and hash.
+    private func insert(
+        _ event: TransactionEvent, stream: Data, streamSeq: Int64, previous: Data, on connection: PostgresConnection
+    ) async throws -> (seq: Int64, time: Int64, hash: Data) {
+        let payload = Data(try event.serializedBytes() as [UInt8])
+        let time = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let hash = Self.hash(previous: previous, stream: stream, streamSeq: streamSeq, time: time, type: event.typeName, payload: payload)
+        let rows = try await connection.query("""
+            INSERT INTO \(unescaped: prefix)events (stream, stream_seq, time_us, type, payload, previous_hash, hash)
+            VALUES (\(stream), \(streamSeq), \(time), \(event.typeName), \(payload), \(previous), \(hash)) RETURNING seq
+            """, logger: logger)
+        for try await seq in rows.decode(Int64.self) { return (seq, time, hash) }
+        throw RequestError.unavailable("PostgreSQL returned no seq for an inserted event")
+    }
+
+    /// SHA-256 over the stream's previous hash and everything the event row holds but its seq.
+    static func hash(previous: Data, stream: Data, streamSeq: Int64, time: Int64, type: String, payload: Data) -> Data {
+        var hasher = SHA256()
+        hasher.update(data: previous)
+        withUnsafeBytes(of: streamSeq.bigEndian) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: time.bigEndian) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: Int64(stream.count).bigEndian) { hasher.update(bufferPointer: $0) }
+        hasher.update(data: stream)
+        hasher.update(data: Data(type.utf8) + [0])
+        hasher.update(data: payload)
+        return Data(hasher.finalize())
+    }
+
+    // MARK: Claims
+
+    static func nowUs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+
+    public func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String] {
+        guard limit > 0 else { return [] }
+        return try await storage {
+            let now = Self.nowUs()
+            let until = now + lease.components.seconds * 1_000_000 + lease.components.attoseconds / 1_000_000_000_000
+            let rows = try await client.query("""
+                UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
+                WHERE gid IN (SELECT gid FROM \(unescaped: prefix)transactions
+                              WHERE next_due_us > 0 AND next_due_us <= \(time) AND claim_until_us < \(now)
+                              ORDER BY next_due_us LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING gid, next_due_us
+                """, logger: logger)
+            var claimed = [(gid: String, due: Int64)]()
+            for try await (gid, due) in rows.decode((Data, Int64).self) { claimed.append((String(decoding: gid, as: UTF8.self), due)) }
+            return claimed.sorted { $0.due < $1.due }.map(\.gid)
+        }
+    }
+
+    public func release(_ gid: String, holdFor: Duration) async {
+        let until = holdFor > .zero ? Self.nowUs() + holdFor.components.seconds * 1_000_000 + holdFor.components.attoseconds / 1_000_000_000_000 : 0
+        do {
+            try await client.query("""
+                UPDATE \(unescaped: prefix)transactions SET claim_owner = NULL, claim_until_us = \(until)
+                WHERE gid = \(Data(gid.utf8)) AND claim_owner = \(configuration.node)
+                """, logger: logger)
+        } catch {
+            // The lease then simply runs out.
+            logger.warning("cannot release the claim on \(gid): \(Self.describe(error))")
+        }
+    }
+
+    public func nextDueTime() async throws -> Int64? {
+        try await storage {
+            let rows = try await client.query(
+                "SELECT min(next_due_us) FROM \(unescaped: prefix)transactions WHERE next_due_us > 0 AND claim_until_us < \(Self.nowUs())",
+                logger: logger)
+            for try await due in rows.decode(Int64?.self) { return due }
+            return nil
+        }
+    }
+
+    public func scheduled(after time: Int64, limit: Int) async throws -> [String] {
+        try await storage {
+            let rows = try await client.query(
+                "SELECT gid FROM \(unescaped: prefix)transactions WHERE next_due_us > \(time) ORDER BY next_due_us LIMIT \(max(limit, 0))",
+                logger: logger)
+            var gids = [String]()
+            for try await gid in rows.decode(Data.self) { gids.append(String(decoding: gid, as: UTF8.self)) }
+            return gids
+        }
+    }
+
+    // MARK: Errors
+
+    /// Runs `body`, describing any database failure as a `RequestError`.
+    func storage<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RequestError {
+            throw error
+        } catch let conflict as StoreConflict {
+            throw conflict
+        } catch {
+            throw Self.describe(error)
+        }
+    }
+
+    static func describe(_ error: any Error) -> RequestError {
+        if let request = error as? RequestError { return request }
+        if let psql = error as? PSQLError {
+            let message = psql.serverInfo?[.message] ?? "\(psql.code)"
+            return .unavailable("PostgreSQL: \(message)")
+        }
+        return .unavailable("PostgreSQL: \(error)")
+    }
+}
+
+/// An append already committed.
+struct CommittedAppend: PendingAppend {
+    func durable() async throws {}
+}
