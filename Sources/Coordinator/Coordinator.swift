@@ -33,12 +33,16 @@ public final class Coordinator: Sendable {
     /// dtm's AlertWebHook, with AlertRetryLimit: a branch whose retry count reaches the limit is
     /// reported after each error.
     let alerts: (sender: any AlertSender, retryLimit: Int64)?
+    /// How long a claim on a transaction lasts unless renewed (before every set of calls): how
+    /// soon another node takes over the transactions of a node that died.
+    public let roundLease: Duration
 
     public init(
         store: any TransactionStore, invoker: any BranchInvoker, defaults: TransactionDefaults,
         logger: Logger = Logger(label: "swiftdtm.coordinator"),
         clock: any TransactionClock = SystemClock(),
-        alerts: (sender: any AlertSender, retryLimit: Int64)? = nil
+        alerts: (sender: any AlertSender, retryLimit: Int64)? = nil,
+        roundLease: Duration = .seconds(300)
     ) {
         self.store = store
         self.invoker = invoker
@@ -46,6 +50,7 @@ public final class Coordinator: Sendable {
         self.logger = logger
         self.clock = clock
         self.alerts = alerts
+        self.roundLease = roundLease
     }
 
     // MARK: Client requests
@@ -65,7 +70,7 @@ public final class Coordinator: Sendable {
         let created = try await creation(request, status: .submitted)
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
-        let next: Next = try await locks.withLock(request.gid) {
+        let next: Next = try await serialized(request.gid) {
             let existing = try await self.store.transaction(request.gid)
             let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
             // dtm answers a repeated Submit of a submitted transaction with a new round at once.
@@ -80,7 +85,7 @@ public final class Coordinator: Sendable {
             guard resubmitted || submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
             guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
             // WaitResult: the first round runs under the same lock, from the state just recorded.
-            return .answer(try await self.round(request.gid, from: submitted) ?? submitted)
+            return .answer(try await self.claimedRound(request.gid, from: submitted) ?? submitted)
         }
         switch next {
         case .nothing:
@@ -99,7 +104,7 @@ public final class Coordinator: Sendable {
         let gids = try await store.scheduled(after: after, limit: limit + 1)
         var count = 0
         for gid in gids.prefix(limit) {
-            let reset = try await locks.withLock(gid) {
+            let reset = try await serialized(gid) {
                 // Another round may have finished or rescheduled it since it was listed.
                 guard let existing = try await self.store.transaction(gid), !existing.status.isTerminal, existing.nextDueUs > after else { return false }
                 try await self.record(try ClientCommands.events(for: .resetNextCronTime, gid: gid, existing: existing, now: self.clock.now()), gid: gid, on: existing)
@@ -144,7 +149,7 @@ public final class Coordinator: Sendable {
     /// Records the change `rule` makes of KV record `cat`/`key`, under the record's lock (its stream
     /// id is never a gid), and waits until it is durable.
     private func changeKV(cat: String, key: String, _ rule: @escaping @Sendable (KVState?) throws -> KVChanged) async throws {
-        try await locks.withLock(KVStream.id(cat: cat, key: key)) {
+        try await serialized(KVStream.id(cat: cat, key: key)) {
             let current = try await self.store.kvRecord(cat: cat, key: key)
             let change = try rule(current)
             try await self.store.append([.kvChanged(change)], to: KVStream.id(cat: cat, key: key), expectedVersion: current?.streamVersion).durable()
@@ -177,7 +182,7 @@ public final class Coordinator: Sendable {
             throw RequestError.invalidArgument("TransType of PrepareWorkflow must be \(WorkflowMode.transType), got '\(request.transType)'")
         }
         let created = try await creation(request, status: .prepared)
-        return try await locks.withLock(request.gid) {
+        return try await serialized(request.gid) {
             let existing = try await self.store.transaction(request.gid)
             let events = try ClientCommands.events(for: .prepare(created), gid: request.gid, existing: existing, now: self.clock.now())
             try await self.record(events, gid: request.gid, on: existing)
@@ -225,7 +230,7 @@ public final class Coordinator: Sendable {
 
     /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
     private func command(_ command: ClientCommand, gid: String) async throws {
-        try await locks.withLock(gid) {
+        try await serialized(gid) {
             let existing = try await self.store.transaction(gid)
             let events = try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock.now())
             try await self.record(events, gid: gid, on: existing)
@@ -248,7 +253,7 @@ public final class Coordinator: Sendable {
     /// then returns its state once the round's events are durable. Returns nil for an unknown gid.
     @discardableResult
     public func drive(_ gid: String) async throws -> TransactionState? {
-        try await locks.withLock(gid) { try await self.round(gid, from: nil) }
+        try await locks.withLock(gid) { try await self.claimedRound(gid, from: nil) }
     }
 
     /// Runs one round of `gid` if it is still due (another round may have run and rescheduled it
@@ -258,7 +263,46 @@ public final class Coordinator: Sendable {
         try await locks.withLock(gid) {
             guard let state = try await self.store.transaction(gid) else { return nil }
             guard !state.status.isTerminal, state.nextDueUs > 0, state.nextDueUs <= self.clock.now() else { return state }
+            // The scheduler's claim (renewed here), or one taken now; another node's: it drives it.
+            guard try await self.store.claim(gid, lease: self.roundLease) else { return state }
             return try await self.round(gid, from: state)
+        }
+    }
+
+    /// Runs `body` under the gid's lock; when another node appended to the gid meanwhile
+    /// (`StoreConflict`), reads and decides again, as often as `conflictRetries`. Bodies append
+    /// only at their end, so a conflict leaves nothing of them recorded.
+    private func serialized<T: Sendable>(_ gid: String, _ body: () async throws -> T) async throws -> T {
+        var conflicts = 0
+        while true {
+            do {
+                return try await locks.withLock(gid, body)
+            } catch let conflict as StoreConflict where conflicts < Self.conflictRetries {
+                conflicts += 1
+                logger.debug("another node changed the transaction; deciding again", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
+            }
+        }
+    }
+
+    /// How often a client request is decided again after losing a race to another node.
+    static let conflictRetries = 8
+
+    /// A round a client request starts (WaitResult, Abort), holding the store's claim on `gid` so
+    /// no other node drives it meanwhile: waits up to `roundLease` for another node's round to
+    /// end; if it does not, returns the state as it is. Releases the claim at the end.
+    private func claimedRound(_ gid: String, from start: TransactionState?) async throws -> TransactionState? {
+        let deadline = ContinuousClock.now + roundLease
+        while try await !store.claim(gid, lease: roundLease) {
+            guard ContinuousClock.now < deadline else { return try await store.transaction(gid) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        do {
+            let state = try await round(gid, from: start)
+            await store.release(gid, holdFor: .zero)
+            return state
+        } catch {
+            await store.release(gid, holdFor: .zero)
+            throw error
         }
     }
 
@@ -299,6 +343,7 @@ public final class Coordinator: Sendable {
         // once, so a round always ends.
         // (Stored options may hold anything: the bound is clamped, never trapping.)
         let retriesInRound = Int(clamping: min(max(state.options.retryLimit, 0), Int64(Int32.max)))
+        do {
         for _ in 0...(min(state.branches.count, Int(Int32.max)) * 2 + 4 + retriesInRound) {
             let now = clock.now()
             switch mode.decide(state, now: now) {
@@ -321,6 +366,12 @@ public final class Coordinator: Sendable {
                     appends.removeAll()
                     statusChangePending = false
                 }
+                // The claim is renewed before every set of calls; lost to another node (its
+                // lease ran out), the round ends and that node drives the transaction.
+                guard try await store.claim(gid, lease: roundLease) else {
+                    logger.warning("the claim on the transaction was lost; the round ends", metadata: ["gid": "\(gid)"])
+                    break
+                }
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
                 if !mode.decidesAfterEveryCall(state),
                    let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
@@ -333,6 +384,13 @@ public final class Coordinator: Sendable {
             break
         }
         try await flush()
+        } catch let conflict as StoreConflict {
+            // A client request on another node changed the transaction: this round ends, the next
+            // one starts from what the store holds (calls made meanwhile are repeated, idempotently).
+            logger.info("transaction changed by another node; the round ends", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
+            for append in appends { try await append.durable() }
+            return try await store.transaction(gid)
+        }
         for append in appends { try await append.durable() }
         return state
     }

@@ -23,19 +23,16 @@ public struct Scheduler: Service {
     let drainLimit: Duration
     /// How long a transaction whose round failed waits before the next one.
     let failurePause: Duration
-    /// How long a claim holds if its round never releases it (its node died).
-    let roundLease: Duration
     let maxConcurrentDrives: Int
     let logger: Logger
 
     public init(coordinator: Coordinator, cronInterval: Duration, drainLimit: Duration = .seconds(5),
-                failurePause: Duration = .seconds(60), roundLease: Duration = .seconds(300), maxConcurrentDrives: Int = 256,
+                failurePause: Duration = .seconds(60), maxConcurrentDrives: Int = 256,
                 logger: Logger = Logger(label: "swiftdtm.scheduler")) {
         self.coordinator = coordinator
         self.cronInterval = cronInterval
         self.drainLimit = drainLimit
         self.failurePause = failurePause
-        self.roundLease = roundLease
         self.maxConcurrentDrives = maxConcurrentDrives
         self.logger = logger
     }
@@ -93,17 +90,16 @@ public struct Scheduler: Service {
             let asked = free
             if asked > 0 {
                 do {
-                    claimed = try await store.claimDue(atOrBefore: now, limit: asked, lease: roundLease)
+                    claimed = try await store.claimDue(atOrBefore: now, limit: asked, lease: coordinator.roundLease)
                 } catch {
                     logger.error("cannot read due transactions: \(error)")
                 }
             }
             for gid in claimed {
-                // Already running: a round submitted just now, or one a client waits for.
-                if started.contains(gid.exact) || coordinator.isDriving(gid) {
-                    await store.release(gid, holdFor: .zero)
-                    continue
-                }
+                // Already running: a round submitted just now, or one a client waits for. The claim
+                // is this node's, and that round's end releases it (releasing it here would hand
+                // the transaction to another node while the round runs).
+                if started.contains(gid.exact) || coordinator.isDriving(gid) { continue }
                 start(gid)
                 free -= 1
             }

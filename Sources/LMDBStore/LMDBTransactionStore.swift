@@ -132,6 +132,15 @@ public final class LMDBTransactionStore: TransactionStore {
         }
     }
 
+    /// One process drives every transaction of its log, so a claim held here is this node's own:
+    /// renewing it succeeds (the coordinator's lock keeps its rounds apart).
+    public func claim(_ gid: String, lease: Duration) async throws -> Bool {
+        claims.withLock { claims in
+            claims[gid.exact] = .now + lease
+            return true
+        }
+    }
+
     public func release(_ gid: String, holdFor: Duration) async {
         claims.withLock { claims in
             claims[gid.exact] = holdFor > .zero ? .now + holdFor : nil

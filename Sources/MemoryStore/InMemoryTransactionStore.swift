@@ -71,6 +71,12 @@ public final class InMemoryTransactionStore: TransactionStore {
         }
     }
 
+    /// One process: a claim held here is this process's own, so claiming renews it.
+    public func claim(_ gid: String, lease: Duration) async throws -> Bool {
+        contents.withLock { $0.claims[gid.exact] = .now + lease }
+        return true
+    }
+
     public func release(_ gid: String, holdFor: Duration) async {
         contents.withLock { $0.claims[gid.exact] = holdFor > .zero ? .now + holdFor : nil }
     }

@@ -241,13 +241,14 @@ public final class PostgresTransactionStore: TransactionStore {
                     try await appendTransaction(events, to: gid, expectedVersion: expectedVersion, on: connection)
                 }
             }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            // Another node created the same stream at the same moment.
-            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: 1)
-        } catch let conflict as StoreConflict {
-            throw conflict
         } catch {
-            throw Self.describe(error)
+            let cause = Self.cause(of: error)
+            if let conflict = cause as? StoreConflict { throw conflict }
+            if let psql = cause as? PSQLError, psql.serverInfo?[.sqlState] == "23505" {
+                // Another node created the same stream at the same moment.
+                throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: 1)
+            }
+            throw Self.describe(cause)
         }
         return CommittedAppend()
     }
@@ -387,6 +388,21 @@ public final class PostgresTransactionStore: TransactionStore {
         }
     }
 
+    public func claim(_ gid: String, lease: Duration) async throws -> Bool {
+        try await storage {
+            let now = Self.nowUs()
+            let until = now + lease.components.seconds * 1_000_000 + lease.components.attoseconds / 1_000_000_000_000
+            let rows = try await client.query("""
+                UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
+                WHERE gid = \(Data(gid.utf8)) AND (claim_owner = \(configuration.node) OR claim_until_us < \(now))
+                RETURNING gid
+                """, logger: logger)
+            for try await _ in rows.decode(Data.self) { return true }
+            // No row: either another node holds it, or the gid is unknown (nothing to drive).
+            return try await transaction(gid) == nil
+        }
+    }
+
     public func release(_ gid: String, holdFor: Duration) async {
         let until = holdFor > .zero ? Self.nowUs() + holdFor.components.seconds * 1_000_000 + holdFor.components.attoseconds / 1_000_000_000_000 : 0
         do {
@@ -427,13 +443,17 @@ public final class PostgresTransactionStore: TransactionStore {
     func storage<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as RequestError {
-            throw error
-        } catch let conflict as StoreConflict {
-            throw conflict
         } catch {
-            throw Self.describe(error)
+            let cause = Self.cause(of: error)
+            if let conflict = cause as? StoreConflict { throw conflict }
+            throw Self.describe(cause)
         }
+    }
+
+    /// What failed inside a SQL transaction (which was rolled back), else `error` itself.
+    static func cause(of error: any Error) -> any Error {
+        guard let failed = error as? PostgresTransactionError else { return error }
+        return failed.closureError ?? failed.commitError ?? failed.beginError ?? error
     }
 
     static func describe(_ error: any Error) -> RequestError {

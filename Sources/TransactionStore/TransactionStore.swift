@@ -22,6 +22,10 @@ public protocol TransactionStore: Sendable {
     /// no other claim returns them until `release` or until `lease` has passed.
     func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String]
 
+    /// Claims `gid` for `lease`, due or not, unless another claim holds it; renews this node's own
+    /// claim. False when another node (or another round of this one) holds it.
+    func claim(_ gid: String, lease: Duration) async throws -> Bool
+
     /// Ends the claim on `gid`; with `holdFor`, it stays claimed that long (a transaction whose
     /// round failed is left alone a while).
     func release(_ gid: String, holdFor: Duration) async

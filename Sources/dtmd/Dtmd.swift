@@ -104,8 +104,13 @@ struct Dtmd: AsyncParsableCommand {
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
             retryLimit: settings.alertRetryLimit)
+        // A node that dies leaves its claims to run out: on a shared store the others take over
+        // after at most this long (a claim is renewed before every set of calls, each of which
+        // lasts at most RequestTimeout).
+        let roundLease: Duration = .seconds(max(5, settings.requestTimeout + 2))
         let coordinator = Coordinator(
-            store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults, alerts: alerts)
+            store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults, alerts: alerts,
+            roundLease: roundLease)
 
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(

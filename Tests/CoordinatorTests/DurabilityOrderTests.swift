@@ -30,6 +30,7 @@ final class WatchedStore: TransactionStore {
 
     func transaction(_ gid: String) async throws -> TransactionState? { try await inner.transaction(gid) }
     func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String] { try await inner.claimDue(atOrBefore: time, limit: limit, lease: lease) }
+    func claim(_ gid: String, lease: Duration) async throws -> Bool { try await inner.claim(gid, lease: lease) }
     func release(_ gid: String, holdFor: Duration) async { await inner.release(gid, holdFor: holdFor) }
     func scheduled(after time: Int64, limit: Int) async throws -> [String] { try await inner.scheduled(after: time, limit: limit) }
     func nextDueTime() async throws -> Int64? { try await inner.nextDueTime() }

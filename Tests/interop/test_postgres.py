@@ -97,3 +97,114 @@ def test_an_incompatible_schema_is_refused_with_a_message(tmp_path, postgres, sc
         refused.start()
     assert "version 99" in str(raised.value)
     refused.stop()
+
+
+def test_two_nodes_share_the_load_and_one_takes_over_when_the_other_is_killed(tmp_path, postgres, schema, pb, busi):
+    """Both nodes accept requests; kill -9 of one mid-load: every acknowledged transaction finishes
+    on the other (after the dead node's leases run out), with no compensation where none was due."""
+    import random
+    import signal
+    import threading
+    import time
+
+    from conftest import wait_for
+    from test_dtmctl import valid_saga_calls
+
+    a = node(tmp_path, postgres, schema, "a", TransCronInterval=1)
+    b = node(tmp_path, postgres, schema, "b", TransCronInterval=1)
+    acknowledged, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def client(index, server):
+        rng = random.Random(index)
+        dtm = stub(server, pb)
+        while not stop.is_set():
+            gid = f"pg-load-{index}-{rng.randrange(1 << 30)}"
+            try:
+                if rng.random() < 0.5:
+                    if rng.random() < 0.3:
+                        busi.plan(gid, "Action2", ["FAILURE"])
+                    busi.plan(gid, "Action1", [("SLEEP", 0.05)])
+                    dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"]), timeout=5)
+                    kind = "saga"
+                else:
+                    dtm.Submit(request(pb, gid, "msg", [{"action": busi.url("MsgA")}, {"action": busi.url("MsgB")}], [b"a", b"b"]), timeout=5)
+                    kind = "msg"
+                with lock:
+                    acknowledged[gid] = kind
+            except grpc.RpcError:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(i, a if i % 2 else b), daemon=True) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        a.stop(signal.SIGKILL)
+        time.sleep(1)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert len(acknowledged) > 20
+        # Leases run out within max(5 s, RequestTimeout + 2 s); then b drives a's transactions.
+        for gid in acknowledged:
+            wait_for(lambda: b.status(gid) in ("succeed", "failed"), timeout=30, what=f"{gid} to finish on the surviving node")
+        with busi.lock:
+            calls = {}
+            for call in busi.calls:
+                calls.setdefault(call.metadata.get("dtm-gid"), []).append(call)
+        for gid, kind in acknowledged.items():
+            made = [(c.branch, c.op) for c in calls.get(gid, [])]
+            status = b.status(gid)
+            if kind == "msg":
+                assert status == "succeed" and all(op == "action" for _, op in made), (gid, made)
+            else:
+                assert valid_saga_calls(made), (gid, made)
+                assert (status == "failed") == any(op == "compensate" for _, op in made), (gid, status, made)
+        served_by_a = [g for g in acknowledged if g.split("-")[2] in ("1", "3")]
+        assert served_by_a, "node a accepted requests before it died"
+    finally:
+        stop.set()
+        a.stop()
+        b.stop()
+
+
+def test_conflicting_requests_on_two_nodes_end_consistent(tmp_path, postgres, schema, pb, busi):
+    """Submit on one node and Abort on the other for the same TCC at once: one wins; the branches
+    see either confirms or cancels, never both, and a registration answered OK is always finished."""
+    import threading
+
+    a = node(tmp_path, postgres, schema, "a")
+    b = node(tmp_path, postgres, schema, "b")
+    try:
+        on_a, on_b = stub(a, pb), stub(b, pb)
+        outcomes = []
+        for round_number in range(12):
+            gid = f"pg-race-{round_number}-{uuid.uuid4().hex[:8]}"
+            on_a.Prepare(request(pb, gid, "tcc"))
+            register(on_b, pb, gid, "tcc", "01", {"confirm": busi.url("Confirm"), "cancel": busi.url("Cancel")})
+            results = {}
+
+            def run(name, call):
+                try:
+                    call()
+                    results[name] = "ok"
+                except grpc.RpcError as error:
+                    results[name] = error.code()
+            threads = [threading.Thread(target=run, args=("submit", lambda: on_a.Submit(request(pb, gid, "tcc", WaitResult=True)))),
+                       threading.Thread(target=run, args=("abort", lambda: on_b.Abort(request(pb, gid, "tcc"))))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            status = b.wait_status(gid, b.status(gid)) and b.status(gid)
+            from conftest import wait_for
+            wait_for(lambda: b.status(gid) in ("succeed", "failed"), timeout=20, what=f"{gid} to finish")
+            made = {op for _, op in ops(busi.calls_for(gid))}
+            final = b.status(gid)
+            assert made == ({"confirm"} if final == "succeed" else {"cancel"}), (gid, final, made, results)
+            assert results["submit" if final == "succeed" else "abort"] == "ok", (gid, final, results)
+            outcomes.append(final)
+        assert set(outcomes) <= {"succeed", "failed"}
+    finally:
+        a.stop()
+        b.stop()
