@@ -324,6 +324,8 @@ public final class Coordinator: Sendable {
         // a crash that lost it could reverse the direction (a lost `aborting` runs the action
         // again after its compensation was called), which repeating calls cannot repair.
         var statusChangePending = false
+        // Every caller claims the transaction just before its round.
+        var claimedAt = ContinuousClock.now
         func record(_ event: TransactionEvent) {
             if let next = apply(RecordedEvent(seq: state.lastSeq + 1, time: clock.now(), gid: gid, event: event), to: state) {
                 state = next
@@ -366,11 +368,15 @@ public final class Coordinator: Sendable {
                     appends.removeAll()
                     statusChangePending = false
                 }
-                // The claim is renewed before every set of calls; lost to another node (its
-                // lease ran out), the round ends and that node drives the transaction.
-                guard try await store.claim(gid, lease: roundLease) else {
-                    logger.warning("the claim on the transaction was lost; the round ends", metadata: ["gid": "\(gid)"])
-                    break
+                // The claim (taken just before the round) is renewed before a set of calls once a
+                // third of its lease has passed; lost to another node (the lease ran out), the
+                // round ends and that node drives the transaction.
+                if ContinuousClock.now - claimedAt > roundLease / 3 {
+                    guard try await store.claim(gid, lease: roundLease) else {
+                        logger.warning("the claim on the transaction was lost; the round ends", metadata: ["gid": "\(gid)"])
+                        break
+                    }
+                    claimedAt = .now
                 }
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
                 if !mode.decidesAfterEveryCall(state),

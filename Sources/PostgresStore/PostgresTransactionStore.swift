@@ -4,8 +4,11 @@ import DTMWire
 public import Foundation
 public import Logging
 public import PostgresNIO
+import NIOCore
+import NIOFoundationCompat
 public import Projections
 import SwiftProtobuf
+import Synchronization
 public import TransactionStore
 
 /// Where the shared store lives (dtm's `Store` keys for a SQL driver) and who this node is.
@@ -40,6 +43,10 @@ public final class PostgresTransactionStore: TransactionStore {
     let logger: Logger
     /// `"<schema>".swiftdtm_` — every table's name starts so.
     let prefix: String
+    /// The state and last hash of the transactions this node appended to lately: an append on
+    /// top of one needs no read (the conditional write still checks the version).
+    private let recent = Mutex<[ExactString: (state: TransactionState, lastHash: Data)]>([:])
+    private static let recentLimit = 50_000
 
     public init(_ configuration: PostgresStoreConfiguration, logger: Logger = Logger(label: "swiftdtm.postgres")) throws {
         guard configuration.schema.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
@@ -234,14 +241,15 @@ public final class PostgresTransactionStore: TransactionStore {
             return CommittedAppend()
         }
         do {
-            try await client.withTransaction(logger: logger) { connection in
-                if KVStream.isKV(gid) {
+            if KVStream.isKV(gid) {
+                try await client.withTransaction(logger: logger) { connection in
                     try await appendKV(events, to: gid, expectedVersion: expectedVersion, on: connection)
-                } else {
-                    try await appendTransaction(events, to: gid, expectedVersion: expectedVersion, on: connection)
                 }
+            } else {
+                try await appendTransaction(events, to: gid, expectedVersion: expectedVersion)
             }
         } catch {
+            if !KVStream.isKV(gid) { recent.withLock { _ = $0.removeValue(forKey: gid.exact) } }
             let cause = Self.cause(of: error)
             if let conflict = cause as? StoreConflict { throw conflict }
             if let psql = cause as? PSQLError, psql.serverInfo?[.sqlState] == "23505" {
@@ -259,26 +267,33 @@ public final class PostgresTransactionStore: TransactionStore {
         return nil
     }
 
-    private func appendTransaction(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?, on connection: PostgresConnection) async throws {
+    /// A transaction's append in one statement: the state row is updated only if its version is
+    /// still `expectedVersion` (or inserted only if absent), and the event rows are inserted only
+    /// if it was — atomic as every PostgreSQL statement is. The state it starts from is this node's
+    /// copy of the last one it wrote (`recent`) or read; the event seqs are taken first.
+    private func appendTransaction(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws {
         let key = Data(gid.utf8)
-        var state: TransactionState?
-        var lastHash = Data(count: 32)
-        let rows = try await connection.query(
-            "SELECT state, last_hash FROM \(unescaped: prefix)transactions WHERE gid = \(key) FOR UPDATE", logger: logger)
-        for try await (bytes, hash) in rows.decode((Data, Data).self) {
-            state = try TransactionState(serializedBytes: bytes)
-            lastHash = hash
+        var base: (state: TransactionState, lastHash: Data)?
+        if let expectedVersion {
+            if let cached = recent.withLock({ $0[gid.exact] }), cached.state.version == expectedVersion {
+                base = cached
+            } else {
+                let rows = try await client.query("SELECT state, last_hash FROM \(unescaped: prefix)transactions WHERE gid = \(key)", logger: logger)
+                for try await (bytes, hash) in rows.decode((Data, Data).self) { base = (try TransactionState(serializedBytes: bytes), hash) }
+                guard base?.state.version == expectedVersion else {
+                    throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: base?.state.version)
+                }
+            }
         }
-        guard state?.version == expectedVersion else {
-            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: state?.version)
-        }
-        let existed = state != nil
-        var streamSeq = Int64(clamping: state?.version ?? 0)
-        for event in events {
-            streamSeq += 1
-            let (seq, time, hash) = try await insert(event, stream: key, streamSeq: streamSeq, previous: lastHash, on: connection)
-            lastHash = hash
-            state = apply(RecordedEvent(seq: UInt64(clamping: seq), time: time, gid: gid, event: event), to: state)
+        var seqs = [Int64]()
+        let allocated = try await client.query(
+            "SELECT nextval(pg_get_serial_sequence('\(unescaped: prefix)events', 'seq')) FROM generate_series(1, \(events.count))", logger: logger)
+        for try await seq in allocated.decode(Int64.self) { seqs.append(seq) }
+        seqs.sort()
+        let rows = try eventRows(events, stream: key, after: Int64(clamping: expectedVersion ?? 0), previous: base?.lastHash ?? Data(count: 32))
+        var state = base?.state
+        for (event, seq) in zip(events, seqs) {
+            state = apply(RecordedEvent(seq: UInt64(clamping: seq), time: rows.time, gid: gid, event: event), to: state)
         }
         guard let state else { throw RequestError.invalidArgument("the first event of transaction \(gid) must be `created`") }
         var options = BinaryEncodingOptions()
@@ -287,17 +302,66 @@ public final class PostgresTransactionStore: TransactionStore {
         let due = !state.status.isTerminal && state.nextDueUs > 0 ? state.nextDueUs : 0
         let status = Int16(clamping: state.status.rawValue)
         let version = Int64(clamping: state.version)
-        if existed {
-            try await connection.query("""
-                UPDATE \(unescaped: prefix)transactions SET version = \(version), last_hash = \(lastHash), status = \(status),
-                  next_due_us = \(due), state = \(bytes) WHERE gid = \(key)
-                """, logger: logger)
+        let written: PostgresQuery
+        if let expectedVersion {
+            written = try """
+                WITH written AS (
+                  UPDATE \(unescaped: prefix)transactions SET version = \(version), last_hash = \(rows.lastHash), status = \(status),
+                    next_due_us = \(due), state = \(bytes) WHERE gid = \(key) AND version = \(Int64(clamping: expectedVersion)) RETURNING gid),
+                events AS (
+                  INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
+                  SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
+                    \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
+                  WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
+                SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
+                """
         } else {
-            try await connection.query("""
-                INSERT INTO \(unescaped: prefix)transactions (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
-                VALUES (\(key), \(version), \(lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
-                """, logger: logger)
+            written = try """
+                WITH written AS (
+                  INSERT INTO \(unescaped: prefix)transactions (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
+                  VALUES (\(key), \(version), \(rows.lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
+                  ON CONFLICT (gid) DO NOTHING RETURNING gid),
+                events AS (
+                  INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
+                  SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
+                    \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
+                  WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
+                SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
+                """
         }
+        var applied = false
+        for try await (states, inserted) in try await client.query(written, logger: logger).decode((Int64, Int64).self) {
+            applied = states == 1 && inserted == Int64(events.count)
+        }
+        guard applied else {
+            // Another node appended first: what it left is re-read by the caller.
+            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: nil)
+        }
+        recent.withLock { recent in
+            if recent.count >= Self.recentLimit { recent.removeAll() }
+            recent[gid.exact] = (state, rows.lastHash)
+        }
+    }
+
+    /// The rows of `events` numbered after `streamSeq` and chained from `previous`, all stamped now.
+    private func eventRows(_ events: [TransactionEvent], stream: Data, after streamSeq: Int64, previous: Data) throws -> (
+        time: Int64, numbers: [Int64], types: [String], payloads: [ByteBuffer], previousHashes: [ByteBuffer], hashes: [ByteBuffer], lastHash: Data
+    ) {
+        let time = Self.nowUs()
+        var numbers = [Int64](), types = [String](), payloads = [ByteBuffer](), previousHashes = [ByteBuffer](), hashes = [ByteBuffer]()
+        var last = previous
+        for (index, event) in events.enumerated() {
+            let number = streamSeq + Int64(index) + 1
+            let payload = Data(try event.serializedBytes() as [UInt8])
+            let hash = Self.hash(previous: last, stream: stream, streamSeq: number, time: time, type: event.typeName, payload: payload)
+            numbers.append(number)
+            types.append(event.typeName)
+            payloads.append(ByteBuffer(data: payload))
+            previousHashes.append(ByteBuffer(data: last))
+            hashes.append(ByteBuffer(data: hash))
+            last = hash
+        }
+        return (time, numbers, types, payloads, previousHashes, hashes, last)
     }
 
     private func appendKV(_ events: [TransactionEvent], to stream: String, expectedVersion: UInt64?, on connection: PostgresConnection) async throws {
@@ -313,13 +377,11 @@ public final class PostgresTransactionStore: TransactionStore {
             throw StoreConflict(gid: stream, expectedVersion: expectedVersion, actualVersion: record?.streamVersion)
         }
         let existed = record != nil
-        var streamSeq = Int64(clamping: record?.streamVersion ?? 0)
-        for event in events {
-            streamSeq += 1
-            let (seq, time, hash) = try await insert(event, stream: key, streamSeq: streamSeq, previous: lastHash, on: connection)
-            lastHash = hash
-            record = applyKV(RecordedEvent(seq: UInt64(clamping: seq), time: time, gid: stream, event: event), to: record)
+        let inserted = try await insert(events, stream: key, after: Int64(clamping: record?.streamVersion ?? 0), previous: lastHash, on: connection)
+        for (event, row) in zip(events, inserted.seqs) {
+            record = applyKV(RecordedEvent(seq: UInt64(clamping: row), time: inserted.time, gid: stream, event: event), to: record)
         }
+        lastHash = inserted.lastHash
         guard let record else { throw RequestError.invalidArgument("the events of \(stream) must be `kv_changed`") }
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
@@ -338,19 +400,36 @@ public final class PostgresTransactionStore: TransactionStore {
         }
     }
 
-    /// Inserts one event row; its global seq, time and hash.
+    /// Inserts the rows of `events`, numbered after `streamSeq` and chained from `previous`, in one
+    /// statement; their global seqs in order, their time, and the last hash.
     private func insert(
-        _ event: TransactionEvent, stream: Data, streamSeq: Int64, previous: Data, on connection: PostgresConnection
-    ) async throws -> (seq: Int64, time: Int64, hash: Data) {
-        let payload = Data(try event.serializedBytes() as [UInt8])
+        _ events: [TransactionEvent], stream: Data, after streamSeq: Int64, previous: Data, on connection: PostgresConnection
+    ) async throws -> (seqs: [Int64], time: Int64, lastHash: Data) {
         let time = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        let hash = Self.hash(previous: previous, stream: stream, streamSeq: streamSeq, time: time, type: event.typeName, payload: payload)
+        var numbers = [Int64](), types = [String](), payloads = [Data](), previousHashes = [Data](), hashes = [Data]()
+        var last = previous
+        for (index, event) in events.enumerated() {
+            let number = streamSeq + Int64(index) + 1
+            let payload = Data(try event.serializedBytes() as [UInt8])
+            let hash = Self.hash(previous: last, stream: stream, streamSeq: number, time: time, type: event.typeName, payload: payload)
+            numbers.append(number)
+            types.append(event.typeName)
+            payloads.append(payload)
+            previousHashes.append(last)
+            hashes.append(hash)
+            last = hash
+        }
         let rows = try await connection.query("""
             INSERT INTO \(unescaped: prefix)events (stream, stream_seq, time_us, type, payload, previous_hash, hash)
-            VALUES (\(stream), \(streamSeq), \(time), \(event.typeName), \(payload), \(previous), \(hash)) RETURNING seq
+            SELECT \(stream), n, \(time), t, p, ph, h FROM unnest(\(numbers)::bigint[], \(types)::text[], \(payloads.map(ByteBuffer.init))::bytea[],
+              \(previousHashes.map(ByteBuffer.init))::bytea[], \(hashes.map(ByteBuffer.init))::bytea[]) AS e(n, t, p, ph, h)
+            RETURNING seq, stream_seq
             """, logger: logger)
-        for try await seq in rows.decode(Int64.self) { return (seq, time, hash) }
-        throw RequestError.unavailable("PostgreSQL returned no seq for an inserted event")
+        var seqs = [Int64: Int64]()
+        for try await (seq, number) in rows.decode((Int64, Int64).self) { seqs[number] = seq }
+        let ordered = numbers.compactMap { seqs[$0] }
+        guard ordered.count == events.count else { throw RequestError.unavailable("PostgreSQL returned \(seqs.count) seqs for \(events.count) events") }
+        return (ordered, time, last)
     }
 
     /// SHA-256 over the stream's previous hash and everything the event row holds but its seq.
