@@ -405,31 +405,18 @@ public final class PostgresTransactionStore: TransactionStore {
     private func insert(
         _ events: [TransactionEvent], stream: Data, after streamSeq: Int64, previous: Data, on connection: PostgresConnection
     ) async throws -> (seqs: [Int64], time: Int64, lastHash: Data) {
-        let time = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        var numbers = [Int64](), types = [String](), payloads = [Data](), previousHashes = [Data](), hashes = [Data]()
-        var last = previous
-        for (index, event) in events.enumerated() {
-            let number = streamSeq + Int64(index) + 1
-            let payload = Data(try event.serializedBytes() as [UInt8])
-            let hash = Self.hash(previous: last, stream: stream, streamSeq: number, time: time, type: event.typeName, payload: payload)
-            numbers.append(number)
-            types.append(event.typeName)
-            payloads.append(payload)
-            previousHashes.append(last)
-            hashes.append(hash)
-            last = hash
-        }
-        let rows = try await connection.query("""
+        let rows = try eventRows(events, stream: stream, after: streamSeq, previous: previous)
+        let inserted = try await connection.query("""
             INSERT INTO \(unescaped: prefix)events (stream, stream_seq, time_us, type, payload, previous_hash, hash)
-            SELECT \(stream), n, \(time), t, p, ph, h FROM unnest(\(numbers)::bigint[], \(types)::text[], \(payloads.map(ByteBuffer.init))::bytea[],
-              \(previousHashes.map(ByteBuffer.init))::bytea[], \(hashes.map(ByteBuffer.init))::bytea[]) AS e(n, t, p, ph, h)
+            SELECT \(stream), n, \(rows.time), t, p, ph, h FROM unnest(\(rows.numbers)::bigint[], \(rows.types)::text[], \(rows.payloads)::bytea[],
+              \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(n, t, p, ph, h)
             RETURNING seq, stream_seq
             """, logger: logger)
         var seqs = [Int64: Int64]()
-        for try await (seq, number) in rows.decode((Int64, Int64).self) { seqs[number] = seq }
-        let ordered = numbers.compactMap { seqs[$0] }
+        for try await (seq, number) in inserted.decode((Int64, Int64).self) { seqs[number] = seq }
+        let ordered = rows.numbers.compactMap { seqs[$0] }
         guard ordered.count == events.count else { throw RequestError.unavailable("PostgreSQL returned \(seqs.count) seqs for \(events.count) events") }
-        return (ordered, time, last)
+        return (ordered, rows.time, rows.lastHash)
     }
 
     /// SHA-256 over the stream's previous hash and everything the event row holds but its seq.
