@@ -302,33 +302,24 @@ public final class PostgresTransactionStore: TransactionStore {
         let due = !state.status.isTerminal && state.nextDueUs > 0 ? state.nextDueUs : 0
         let status = Int16(clamping: state.status.rawValue)
         let version = Int64(clamping: state.version)
-        let written: PostgresQuery
-        if let expectedVersion {
-            written = try """
-                WITH written AS (
-                  UPDATE \(unescaped: prefix)transactions SET version = \(version), last_hash = \(rows.lastHash), status = \(status),
-                    next_due_us = \(due), state = \(bytes) WHERE gid = \(key) AND version = \(Int64(clamping: expectedVersion)) RETURNING gid),
-                events AS (
-                  INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
-                  SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
-                    \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
-                  WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
-                SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
-                """
-        } else {
-            written = try """
-                WITH written AS (
-                  INSERT INTO \(unescaped: prefix)transactions (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
-                  VALUES (\(key), \(version), \(rows.lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
-                  ON CONFLICT (gid) DO NOTHING RETURNING gid),
-                events AS (
-                  INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
-                  SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
-                    \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
-                  WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
-                SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
-                """
-        }
+        // Inserted when new; when it exists, updated only at the expected version (a new gid
+        // expects none: NULL matches no version, so an existing row is left alone).
+        let expected: Int64? = expectedVersion.map { Int64(clamping: $0) }
+        let written: PostgresQuery = try """
+            WITH written AS (
+              INSERT INTO \(unescaped: prefix)transactions AS t (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
+              VALUES (\(key), \(version), \(rows.lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
+              ON CONFLICT (gid) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash, status = excluded.status,
+                next_due_us = excluded.next_due_us, state = excluded.state
+              WHERE t.version = \(expected)
+              RETURNING gid),
+            events AS (
+              INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
+              SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
+                \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
+              WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
+            SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
+            """
         var applied = false
         for try await (states, inserted) in try await client.query(written, logger: logger).decode((Int64, Int64).self) {
             applied = states == 1 && inserted == Int64(events.count)
