@@ -79,6 +79,8 @@ class Call:
     payload: bytes
     metadata: dict
     at: float
+    # When the answer left (None while the call runs).
+    until: float = None
 
     @property
     def op(self):
@@ -117,20 +119,24 @@ class BranchServer:
     def handle(self, method, request, context):
         metadata = {k: v for k, v in context.invocation_metadata()}
         gid = metadata.get("dtm-gid")
+        call = Call(method, request, metadata, time.time())
         with self.lock:
-            self.calls.append(Call(method, request, metadata, time.time()))
+            self.calls.append(call)
             queue = self.plans.get((gid, method))
             answer = queue.pop(0) if queue else "SUCCESS"
-        if isinstance(answer, tuple) and answer[0] == "SLEEP":
-            time.sleep(answer[1])
-            answer = "SUCCESS"
-        if answer == "FAILURE":
-            context.abort(grpc.StatusCode.ABORTED, f"{method} refused: insufficient balance")
-        if answer == "ONGOING":
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "still processing")
-        if answer == "ERROR":
-            context.abort(grpc.StatusCode.UNAVAILABLE, "temporarily unavailable")
-        return b""
+        try:
+            if isinstance(answer, tuple) and answer[0] == "SLEEP":
+                time.sleep(answer[1])
+                answer = "SUCCESS"
+            if answer == "FAILURE":
+                context.abort(grpc.StatusCode.ABORTED, f"{method} refused: insufficient balance")
+            if answer == "ONGOING":
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "still processing")
+            if answer == "ERROR":
+                context.abort(grpc.StatusCode.UNAVAILABLE, "temporarily unavailable")
+            return b""
+        finally:
+            call.until = time.time()
 
 
 def start_branch_server(workers=32):

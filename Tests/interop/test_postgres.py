@@ -154,6 +154,13 @@ def test_two_nodes_share_the_load_and_one_takes_over_when_the_other_is_killed(tm
                 calls.setdefault(call.metadata.get("dtm-gid"), []).append(call)
         for gid, kind in acknowledged.items():
             made = [(c.branch, c.op) for c in calls.get(gid, [])]
+            # One node drives a transaction at a time: no branch op of one gid runs twice at once.
+            by_op = {}
+            for c in calls.get(gid, []):
+                by_op.setdefault((c.branch, c.op), []).append((c.at, c.until or float("inf")))
+            for op, spans in by_op.items():
+                spans.sort()
+                assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), (gid, op, spans)
             status = b.status(gid)
             if kind == "msg":
                 assert status == "succeed" and all(op == "action" for _, op in made), (gid, made)
@@ -208,3 +215,45 @@ def test_conflicting_requests_on_two_nodes_end_consistent(tmp_path, postgres, sc
     finally:
         a.stop()
         b.stop()
+
+
+def test_store_keys_from_the_environment_and_watch_events(tmp_path, postgres, schema, pb, admin_pb, busi):
+    """dtm's Store keys come from the environment as every key does (STORE_DRIVER, STORE_PORT, …),
+    and the admin service's WatchEvents follows the PostgreSQL log."""
+    import os
+    import subprocess
+    import threading
+
+    from conftest import DTMD, wait_for
+    directory = tmp_path / "env"
+    directory.mkdir()
+    server = Dtmd(directory)  # its config file says lmdb: the environment wins
+    environment = dict(os.environ, STORE_DRIVER="postgres", STORE_HOST="127.0.0.1", STORE_PORT=str(postgres.port),
+                       STORE_USER="postgres", STORE_DB="dtm", STORE_SCHEMA=schema)
+    server.log = open(directory / "dtmd.log", "ab")
+    server.process = subprocess.Popen([str(DTMD), "-c", str(server.config)], stdout=server.log, stderr=server.log, env=environment)
+    wait_for(server.ping, timeout=20, what="dtmd on PostgreSQL from the environment")
+    try:
+        admin = admin_pb[1].AdminStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        seen = []
+        watch = admin.WatchEvents(admin_pb[0].WatchEventsRequest(from_seq=0), timeout=20)
+
+        def read():
+            try:
+                for event in watch:
+                    seen.append(event)
+            except grpc.RpcError:
+                pass
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        dtm = stub(server, pb)
+        gid = new_gid(dtm)
+        dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 1), [b"1"], WaitResult=True))
+        wait_for(lambda: any(e.gid == gid and e.event.WhichOneof("kind") == "status_changed" for e in seen), timeout=10,
+                 what="WatchEvents to show the saga's end")
+        watch.cancel()
+        assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+        assert "swiftdtm_events" in postgres.sql(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'")
+        assert not (directory / "data").exists(), "nothing was written to LMDB"
+    finally:
+        server.stop()
