@@ -257,14 +257,15 @@ public final class Coordinator: Sendable {
     }
 
     /// Runs one round of `gid` if it is still due (another round may have run and rescheduled it
-    /// since it was found due); returns its state either way, nil for an unknown gid.
+    /// since it was found due); returns its state either way, nil for an unknown gid. `claimed`:
+    /// the caller holds the store's claim already (the scheduler's `claimDue`); else it is taken here.
     @discardableResult
-    public func driveIfDue(_ gid: String) async throws -> TransactionState? {
+    public func driveIfDue(_ gid: String, claimed: Bool = false) async throws -> TransactionState? {
         try await locks.withLock(gid) {
             guard let state = try await self.store.transaction(gid) else { return nil }
             guard !state.status.isTerminal, state.nextDueUs > 0, state.nextDueUs <= self.clock.now() else { return state }
-            // The scheduler's claim (renewed here), or one taken now; another node's: it drives it.
-            guard try await self.store.claim(gid, lease: self.roundLease) else { return state }
+            // Claimed by another node: that node drives it.
+            if !claimed { guard try await self.store.claim(gid, lease: self.roundLease) else { return state } }
             return try await self.round(gid, from: state)
         }
     }

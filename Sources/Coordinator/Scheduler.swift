@@ -42,13 +42,13 @@ public struct Scheduler: Service {
         let store = coordinator.store
         await withDiscardingTaskGroup { group in
             await withGracefulShutdownHandler {
-                await loop(starting: { gid in
+                await loop(starting: { gid, claimed in
                     running.count.add(1, ordering: .relaxed)
                     group.addTask {
                         defer { running.count.subtract(1, ordering: .relaxed) }
                         do {
                             // Still due? A round a client started may have rescheduled it meanwhile.
-                            try await coordinator.driveIfDue(gid)
+                            try await coordinator.driveIfDue(gid, claimed: claimed)
                             await store.release(gid, holdFor: .zero)
                         } catch {
                             // One transaction that cannot be driven (say, its stored state is
@@ -76,14 +76,15 @@ public struct Scheduler: Service {
         }
     }
 
-    private func loop(starting start: (String) -> Void, running: RunningRounds) async {
+    /// Starts rounds through `start` (with whether the store's claim on the gid is already taken).
+    private func loop(starting start: (_ gid: String, _ claimed: Bool) -> Void, running: RunningRounds) async {
         let store = coordinator.store
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let now = coordinator.clock.now()
             var free = maxConcurrentDrives - running.count.load(ordering: .relaxed)
             var started = Set<ExactString>()
             for gid in coordinator.roundsDueNow.take(upTo: free) where started.insert(gid.exact).inserted {
-                start(gid)
+                start(gid, false)
                 free -= 1
             }
             var claimed: [String] = []
@@ -100,7 +101,7 @@ public struct Scheduler: Service {
                 // is this node's, and that round's end releases it (releasing it here would hand
                 // the transaction to another node while the round runs).
                 if started.contains(gid.exact) || coordinator.isDriving(gid) { continue }
-                start(gid)
+                start(gid, true)
                 free -= 1
             }
             await coordinator.roundsDueNow.signal.wait(timeout: await pause(busy: free <= 0 || (asked > 0 && claimed.count == asked)))

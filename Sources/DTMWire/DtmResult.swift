@@ -49,7 +49,6 @@ extension RPCError {
         case .failure: self.init(code: .aborted, message: error.description)
         case let .ongoing(message): self.init(code: .failedPrecondition, message: message)
         case let .invalidArgument(message): self.init(code: .invalidArgument, message: message)
-        case let .unimplemented(message): self.init(code: .unimplemented, message: message)
         case let .requestTooLarge(message), let .storageFull(message): self.init(code: .resourceExhausted, message: message)
         case let .unavailable(message): self.init(code: .unavailable, message: message)
         case let .refused(message, isInternal): self.init(code: isInternal ? .internalError : .unknown, message: message)

@@ -10,8 +10,6 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
     case ongoing(String)
     /// Malformed input (gRPC InvalidArgument, HTTP 400); the message names the field.
     case invalidArgument(String)
-    /// A dtm feature this server does not offer yet (gRPC Unimplemented, HTTP 501).
-    case unimplemented(String)
     /// The request is larger than the server accepts (gRPC ResourceExhausted, HTTP 413).
     case requestTooLarge(String)
     /// The store has no room left (disk or file size limit): nothing of the request was stored
@@ -29,7 +27,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .failure(message):
             return message.hasSuffix(DtmResult.failure.rawValue) ? message : "\(message) \(DtmResult.failure.rawValue)"
-        case let .ongoing(message), let .invalidArgument(message), let .unimplemented(message),
+        case let .ongoing(message), let .invalidArgument(message),
              let .requestTooLarge(message), let .storageFull(message), let .unavailable(message), let .refused(message, _):
             return message
         }
@@ -45,7 +43,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .failure: return .failure
         case .ongoing: return .ongoing
-        case .invalidArgument, .unimplemented, .requestTooLarge, .storageFull, .unavailable, .refused: return .error
+        case .invalidArgument, .requestTooLarge, .storageFull, .unavailable, .refused: return .error
         }
     }
 
@@ -54,7 +52,7 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
     public var isServerFault: Bool {
         switch self {
         case .storageFull, .unavailable: return true
-        case .failure, .ongoing, .invalidArgument, .unimplemented, .requestTooLarge, .refused: return false
+        case .failure, .ongoing, .invalidArgument, .requestTooLarge, .refused: return false
         }
     }
 
@@ -64,7 +62,6 @@ public enum RequestError: Error, Equatable, CustomStringConvertible {
         case .failure: return DtmResult.failure.httpStatus
         case .ongoing: return DtmResult.ongoing.httpStatus
         case .invalidArgument: return (400, "Bad Request")
-        case .unimplemented: return (501, "Not Implemented")
         case .requestTooLarge: return (413, "Content Too Large")
         case .storageFull: return (507, "Insufficient Storage")
         case .unavailable: return (503, "Service Unavailable")

@@ -19,7 +19,7 @@ public enum HttpApi {
     ) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
-        router.post("/api/json-rpc") { request, _ in
+        router.group("/api").add(middleware: DtmMetricsMiddleware()).post("json-rpc") { request, _ in
             await JsonRpc.answer(request, coordinator: coordinator, logger: logger)
         }
         router.get("/api/metrics") { _, _ in
@@ -34,7 +34,7 @@ public enum HttpApi {
             api.post(RouterPath(stringLiteral: path)) { request, _ in
                 await answer(path, logger: logger) {
                     try await body(request)
-                    return ["dtm_result": DtmResult.success.rawValue]
+                    return succeeded
                 }
             }
         }
@@ -68,20 +68,20 @@ public enum HttpApi {
             await answer("subscribe", logger: logger) {
                 let parameters = formParameters(request)
                 try await coordinator.subscribe(topic: text(parameters["topic"]), url: text(parameters["url"]), remark: text(parameters["remark"]))
-                return ["dtm_result": DtmResult.success.rawValue]
+                return succeeded
             }
         }
         api.get("unsubscribe") { request, _ in
             await answer("unsubscribe", logger: logger) {
                 let parameters = formParameters(request)
                 try await coordinator.unsubscribe(topic: text(parameters["topic"]), url: text(parameters["url"]))
-                return ["dtm_result": DtmResult.success.rawValue]
+                return succeeded
             }
         }
         api.delete("topic/:name") { _, context in
             await answer("deleteTopic", logger: logger) {
                 try await coordinator.deleteTopic(context.parameters.get("name") ?? "")
-                return ["dtm_result": DtmResult.success.rawValue]
+                return succeeded
             }
         }
         api.get("queryKV") { request, _ in
@@ -116,6 +116,9 @@ public enum HttpApi {
         api.get("all") { request, _ in await answer("all", logger: logger) { try await all(request, coordinator: coordinator) } }
         return router
     }
+
+    /// dtm's answer to a request that succeeded and returns nothing else.
+    static var succeeded: [String: Any] { ["dtm_result": DtmResult.success.rawValue] }
 
     /// SwiftDTM's version, as `/api/dtmsvr/version` and `dtm_server_info` report it.
     public static let version = "0.1.0"

@@ -34,7 +34,7 @@ enum JsonRpc {
                 throw Refusal(code: .invalidRequest, message: "Bad json request: id must not be empty")
             }
             let method = object["method"] as? String ?? ""
-            let result = try await call(method, params: object["params"], coordinator: coordinator, logger: logger)
+            let result = try await call(method, params: object["params"], coordinator: coordinator)
             return envelope(id: id, error: nil, result: result)
         } catch let refusal as Refusal {
             return envelope(id: id, error: refusal, result: nil, status: refusal.code == .parseError ? .badRequest : .ok)
@@ -47,7 +47,7 @@ enum JsonRpc {
     }
 
     /// Runs `method` with `params`; the result object, nil for methods that answer none.
-    static func call(_ method: String, params: Any?, coordinator: Coordinator, logger: Logger) async throws -> Any? {
+    static func call(_ method: String, params: Any?, coordinator: Coordinator) async throws -> Any? {
         func body() throws -> JSONBody {
             guard let object = params as? [String: Any] else {
                 throw RequestError.invalidArgument("params must be a JSON object")

@@ -133,12 +133,7 @@ public final class PostgresTransactionStore: TransactionStore {
     }
 
     public func kvRecord(cat: String, key: String) async throws -> KVState? {
-        try await storage {
-            let stream = Data(KVStream.id(cat: cat, key: key).utf8)
-            let rows = try await client.query("SELECT state FROM \(unescaped: prefix)kv WHERE stream = \(stream)", logger: logger)
-            for try await state in rows.decode(Data.self) { return try KVState(serializedBytes: state) }
-            return nil
-        }
+        try await storage { try await kvRecord(stream: KVStream.id(cat: cat, key: key)) }
     }
 
     public func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] {
@@ -427,11 +422,16 @@ public final class PostgresTransactionStore: TransactionStore {
 
     static func nowUs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
+    /// `duration` in whole microseconds.
+    static func microseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+    }
+
     public func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String] {
         guard limit > 0 else { return [] }
         return try await storage {
             let now = Self.nowUs()
-            let until = now + lease.components.seconds * 1_000_000 + lease.components.attoseconds / 1_000_000_000_000
+            let until = now + Self.microseconds(lease)
             let rows = try await client.query("""
                 UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
                 WHERE gid IN (SELECT gid FROM \(unescaped: prefix)transactions
@@ -448,7 +448,7 @@ public final class PostgresTransactionStore: TransactionStore {
     public func claim(_ gid: String, lease: Duration) async throws -> Bool {
         try await storage {
             let now = Self.nowUs()
-            let until = now + lease.components.seconds * 1_000_000 + lease.components.attoseconds / 1_000_000_000_000
+            let until = now + Self.microseconds(lease)
             let rows = try await client.query("""
                 UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
                 WHERE gid = \(Data(gid.utf8)) AND (claim_owner = \(configuration.node) OR claim_until_us < \(now))
@@ -461,7 +461,7 @@ public final class PostgresTransactionStore: TransactionStore {
     }
 
     public func release(_ gid: String, holdFor: Duration) async {
-        let until = holdFor > .zero ? Self.nowUs() + holdFor.components.seconds * 1_000_000 + holdFor.components.attoseconds / 1_000_000_000_000 : 0
+        let until = holdFor > .zero ? Self.nowUs() + Self.microseconds(holdFor) : 0
         do {
             try await client.query("""
                 UPDATE \(unescaped: prefix)transactions SET claim_owner = NULL, claim_until_us = \(until)

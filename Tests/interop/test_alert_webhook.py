@@ -33,7 +33,7 @@ def test_a_branch_that_keeps_erring_is_reported(tmp_path, pb, busi, http_busi):
                            "error": mine[0]["error"], "retry_count": 2}
         assert "temporarily unavailable" in mine[0]["error"]
         server.wait_status(failed, "failed")
-        wait_for(lambda: len([c for c in busi.calls_for(queried) if c.op == "msg"]) >= 4, timeout=20, what="QueryPrepared errors")
+        wait_for(lambda: len([c for c in busi.calls_for(queried) if c.op == "msg"]) >= 4, timeout=40, what="QueryPrepared errors")
         assert not [a for a in alerts(http_busi) if a["gid"] in (failed, queried)]
     finally:
         server.stop()

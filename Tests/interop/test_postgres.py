@@ -203,7 +203,6 @@ def test_conflicting_requests_on_two_nodes_end_consistent(tmp_path, postgres, sc
                 thread.start()
             for thread in threads:
                 thread.join()
-            status = b.wait_status(gid, b.status(gid)) and b.status(gid)
             from conftest import wait_for
             wait_for(lambda: b.status(gid) in ("succeed", "failed"), timeout=20, what=f"{gid} to finish")
             made = {op for _, op in ops(busi.calls_for(gid))}
