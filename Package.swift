@@ -214,9 +214,21 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "DtmConfiguration",
+            dependencies: [
+                "Modes",
+                "LMDBStore",
+                "PostgresStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "dtmd",
             dependencies: [
+                "DtmConfiguration",
                 "DTMWire",
                 "DTMDiscovery",
                 "LMDBStore",
@@ -234,7 +246,6 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -261,6 +272,9 @@ let package = Package(
             name: "DTMCtl",
             dependencies: [
                 "ByteIdentity",
+                "DtmConfiguration",
+                "PostgresStore",
+                "TransactionStore",
                 "EventLog",
                 "LMDBStore",
                 "Projections",
@@ -329,6 +343,11 @@ let package = Package(
         .testTarget(
             name: "LMDBStoreTests",
             dependencies: ["TransactionFixtures", "LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: ["PostgresStore", "DTMWire", "Projections"],
             swiftSettings: strictSettings
         ),
         .testTarget(

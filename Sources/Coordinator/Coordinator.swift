@@ -70,22 +70,30 @@ public final class Coordinator: Sendable {
         let created = try await creation(request, status: .submitted)
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
-        let next: Next = try await serialized(request.gid) {
-            let existing = try await self.store.transaction(request.gid)
-            let events = try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
+        let next: Next = try await serialized(request.gid) { fresh in
+            let (existing, events) = try await self.decision(request.gid, fresh: fresh) { existing in
+                try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
+            }
             // dtm answers a repeated Submit of a submitted transaction with a new round at once.
             let resubmitted = existing?.status == .submitted
             guard !events.isEmpty || resubmitted else { return .nothing }
-            try await self.record(events, gid: request.gid, on: existing)
             let submitted = self.applyLocally(events, to: existing, gid: request.gid)
+            // A workflow's Submit records its end: nothing to run; a later branch time: the scheduler starts it.
+            let runsNow = !submitted.status.isTerminal && (resubmitted || submitted.nextDueUs <= self.clock.now())
+            // WaitResult: the first round runs under the same lock, from the state just recorded,
+            // claimed by the same write when the store can.
+            let waits = runsNow && (request.waitResult || submitted.options.waitResult)
+            var claimed = false
+            if waits, !events.isEmpty {
+                claimed = try await self.store.appendAndClaim(events, to: request.gid, expectedVersion: existing?.version, lease: self.roundLease)
+            } else {
+                try await self.record(events, gid: request.gid, on: existing)
+            }
             self.logger.info(resubmitted ? "transaction submitted again" : "transaction submitted",
                              metadata: ["gid": "\(request.gid)", "trans_type": "\(submitted.transType)"])
-            // A workflow's Submit records its end: nothing to run.
-            guard !submitted.status.isTerminal else { return .nothing }
-            guard resubmitted || submitted.nextDueUs <= self.clock.now() else { return .nothing }  // the scheduler starts it
-            guard request.waitResult || submitted.options.waitResult else { return .driveInBackground }
-            // WaitResult: the first round runs under the same lock, from the state just recorded.
-            return .answer(try await self.claimedRound(request.gid, from: submitted) ?? submitted)
+            guard runsNow else { return .nothing }
+            guard waits else { return .driveInBackground }
+            return .answer(try await self.claimedRound(request.gid, from: submitted, claimed: claimed) ?? submitted)
         }
         switch next {
         case .nothing:
@@ -104,7 +112,7 @@ public final class Coordinator: Sendable {
         let gids = try await store.scheduled(after: after, limit: limit + 1)
         var count = 0
         for gid in gids.prefix(limit) {
-            let reset = try await serialized(gid) {
+            let reset = try await serialized(gid) { _ in
                 // Another round may have finished or rescheduled it since it was listed.
                 guard let existing = try await self.store.transaction(gid), !existing.status.isTerminal, existing.nextDueUs > after else { return false }
                 try await self.record(try ClientCommands.events(for: .resetNextCronTime, gid: gid, existing: existing, now: self.clock.now()), gid: gid, on: existing)
@@ -149,7 +157,7 @@ public final class Coordinator: Sendable {
     /// Records the change `rule` makes of KV record `cat`/`key`, under the record's lock (its stream
     /// id is never a gid), and waits until it is durable.
     private func changeKV(cat: String, key: String, _ rule: @escaping @Sendable (KVState?) throws -> KVChanged) async throws {
-        try await serialized(KVStream.id(cat: cat, key: key)) {
+        try await serialized(KVStream.id(cat: cat, key: key)) { _ in
             let current = try await self.store.kvRecord(cat: cat, key: key)
             let change = try rule(current)
             try await self.store.append([.kvChanged(change)], to: KVStream.id(cat: cat, key: key), expectedVersion: current?.streamVersion).durable()
@@ -182,9 +190,10 @@ public final class Coordinator: Sendable {
             throw RequestError.invalidArgument("TransType of PrepareWorkflow must be \(WorkflowMode.transType), got '\(request.transType)'")
         }
         let created = try await creation(request, status: .prepared)
-        return try await serialized(request.gid) {
-            let existing = try await self.store.transaction(request.gid)
-            let events = try ClientCommands.events(for: .prepare(created), gid: request.gid, existing: existing, now: self.clock.now())
+        return try await serialized(request.gid) { fresh in
+            let (existing, events) = try await self.decision(request.gid, fresh: fresh) { existing in
+                try ClientCommands.events(for: .prepare(created), gid: request.gid, existing: existing, now: self.clock.now())
+            }
             try await self.record(events, gid: request.gid, on: existing)
             return self.applyLocally(events, to: existing, gid: request.gid)
         }
@@ -230,11 +239,27 @@ public final class Coordinator: Sendable {
 
     /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
     private func command(_ command: ClientCommand, gid: String) async throws {
-        try await serialized(gid) {
-            let existing = try await self.store.transaction(gid)
-            let events = try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock.now())
+        try await serialized(gid) { fresh in
+            let (existing, events) = try await self.decision(gid, fresh: fresh) { existing in
+                try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock.now())
+            }
             try await self.record(events, gid: gid, on: existing)
         }
+    }
+
+    /// What `decide` makes of `gid`'s state, and that state: decided on the store's cheapest
+    /// state first (`decisionState`) unless `fresh`; when that state was unverified and the
+    /// decision appends nothing or refuses, decided again on the current state.
+    private func decision(
+        _ gid: String, fresh: Bool, _ decide: (TransactionState?) throws -> [TransactionEvent]
+    ) async throws -> (existing: TransactionState?, events: [TransactionEvent]) {
+        if !fresh {
+            let (cheap, verified) = try await store.decisionState(gid)
+            if verified { return (cheap, try decide(cheap)) }
+            if let events = try? decide(cheap), !events.isEmpty { return (cheap, events) }
+        }
+        let current = try await store.transaction(gid)
+        return (current, try decide(current))
     }
 
     /// The current state of `gid`, nil when unknown.
@@ -271,13 +296,13 @@ public final class Coordinator: Sendable {
     }
 
     /// Runs `body` under the gid's lock; when another node appended to the gid meanwhile
-    /// (`StoreConflict`), reads and decides again, as often as `conflictRetries`. Bodies append
-    /// only at their end, so a conflict leaves nothing of them recorded.
-    private func serialized<T: Sendable>(_ gid: String, _ body: () async throws -> T) async throws -> T {
+    /// (`StoreConflict`), runs it again, told to read fresh, as often as `conflictRetries`. Bodies
+    /// append only at their end, so a conflict leaves nothing of them recorded.
+    private func serialized<T: Sendable>(_ gid: String, _ body: (_ fresh: Bool) async throws -> T) async throws -> T {
         var conflicts = 0
         while true {
             do {
-                return try await locks.withLock(gid, body)
+                return try await locks.withLock(gid) { try await body(conflicts > 0) }
             } catch let conflict as StoreConflict where conflicts < Self.conflictRetries {
                 conflicts += 1
                 logger.debug("another node changed the transaction; deciding again", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
@@ -289,11 +314,12 @@ public final class Coordinator: Sendable {
     static let conflictRetries = 8
 
     /// A round a client request starts (WaitResult, Abort), holding the store's claim on `gid` so
-    /// no other node drives it meanwhile: waits up to `roundLease` for another node's round to
-    /// end; if it does not, returns the state as it is. Releases the claim at the end.
-    private func claimedRound(_ gid: String, from start: TransactionState?) async throws -> TransactionState? {
+    /// no other node drives it meanwhile (`claimed`: taken already): waits up to `roundLease` for
+    /// another node's round to end; if it does not, returns the state as it is. Releases the
+    /// claim at the end.
+    private func claimedRound(_ gid: String, from start: TransactionState?, claimed: Bool = false) async throws -> TransactionState? {
         let deadline = ContinuousClock.now + roundLease
-        while try await !store.claim(gid, lease: roundLease) {
+        while !claimed, try await !store.claim(gid, lease: roundLease) {
             guard ContinuousClock.now < deadline else { return try await store.transaction(gid) }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -391,14 +417,16 @@ public final class Coordinator: Sendable {
             break
         }
         try await flush()
+        for append in appends { try await append.durable() }
         } catch let conflict as StoreConflict {
-            // A client request on another node changed the transaction: this round ends, the next
-            // one starts from what the store holds (calls made meanwhile are repeated, idempotently).
+            // A client request on another node changed the transaction (a shared store reports it
+            // when the append is made or when it is committed): this round ends, the next one
+            // starts from what the store holds (calls made meanwhile are repeated, idempotently).
             logger.info("transaction changed by another node; the round ends", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
-            for append in appends { try await append.durable() }
+            // The appends before the conflicting one may still be committing; those after it fail too.
+            for append in appends { try? await append.durable() }
             return try await store.transaction(gid)
         }
-        for append in appends { try await append.durable() }
         return state
     }
 

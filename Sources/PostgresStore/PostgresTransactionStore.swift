@@ -1,9 +1,9 @@
 import ByteIdentity
 import Crypto
 import DTMWire
-public import Foundation
+import Foundation
 public import Logging
-public import PostgresNIO
+import PostgresNIO
 import NIOCore
 import NIOFoundationCompat
 public import Projections
@@ -45,8 +45,14 @@ public final class PostgresTransactionStore: TransactionStore {
     let prefix: String
     /// The state and last hash of the transactions this node appended to lately: an append on
     /// top of one needs no read (the conditional write still checks the version).
-    private let recent = Mutex<[ExactString: (state: TransactionState, lastHash: Data)]>([:])
-    private static let recentLimit = 50_000
+    let recent = Mutex<[ExactString: (state: TransactionState, lastHash: Data)]>([:])
+    static let recentLimit = 50_000
+    /// Whether `run()` has started the connection pool (its first statement follows at once).
+    private let running = Mutex(false)
+    /// Transaction appends and claims waiting for a writer (group commit).
+    let queue = PostgresWriteQueue()
+    /// How many batches are written at once, each on its own connection.
+    static let writers = 8
 
     public init(_ configuration: PostgresStoreConfiguration, logger: Logger = Logger(label: "swiftdtm.postgres")) throws {
         guard configuration.schema.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
@@ -63,9 +69,17 @@ public final class PostgresTransactionStore: TransactionStore {
         client = PostgresClient(configuration: options, backgroundLogger: logger)
     }
 
-    /// Runs the connection pool until the task is cancelled; every other call needs it running.
+    /// Runs the connection pool and the append writers until the task is cancelled; every
+    /// other call needs it running.
     public func run() async {
-        await client.run()
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                self.running.withLock { $0 = true }
+                await self.client.run()
+            }
+            for _ in 0..<Self.writers { group.addTask { await self.writeBatches() } }
+        }
+        queue.stop()
     }
 
     // MARK: Schema
@@ -73,6 +87,7 @@ public final class PostgresTransactionStore: TransactionStore {
     /// Creates the schema's tables and indexes when missing, and refuses tables written by an
     /// incompatible version.
     public func prepareSchema() async throws {
+        await poolStarted()
         try await storage {
             try await client.withTransaction(logger: logger) { connection in
                 // One node at a time creates the tables.
@@ -93,6 +108,35 @@ public final class PostgresTransactionStore: TransactionStore {
                 }
             }
         }
+    }
+
+    /// Checks, without creating anything, that the schema holds SwiftDTM tables of this version
+    /// (a reader such as dtmctl must not create an empty store where it expected dtmd's).
+    public func requireSchema() async throws {
+        await poolStarted()
+        try await storage {
+            let tables = try await client.query(
+                "SELECT to_regclass(\(configuration.schema.isEmpty ? "" : "\"\(configuration.schema)\".swiftdtm_meta"))::text", logger: logger)
+            var found: String?
+            for try await name in tables.decode(String?.self) { found = name }
+            guard found != nil else {
+                throw RequestError.unavailable("the PostgreSQL schema \(configuration.schema) holds no SwiftDTM tables (has dtmd run on it?)")
+            }
+            let rows = try await client.query("SELECT value FROM \(unescaped: prefix)meta WHERE key = 'schema_version'", logger: logger)
+            var version: String?
+            for try await value in rows.decode(String.self) { version = value }
+            guard version == String(Self.schemaVersion) else {
+                throw RequestError.unavailable(
+                    "the PostgreSQL schema \(configuration.schema) holds SwiftDTM tables of version \(version ?? "none"); this build reads version \(Self.schemaVersion)")
+            }
+        }
+    }
+
+    /// Waits until `run()` (started by the caller alongside) has started the pool, so the first
+    /// statement is not queued before it (which PostgresNIO warns about).
+    private func poolStarted() async {
+        while !running.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(1)) }
+        try? await Task.sleep(for: .milliseconds(1))
     }
 
     static func schema(prefix: String, schema: String) -> [String] {
@@ -130,6 +174,12 @@ public final class PostgresTransactionStore: TransactionStore {
             for try await state in rows.decode(Data.self) { return try TransactionState(serializedBytes: state) }
             return nil
         }
+    }
+
+    /// What this node wrote last for `gid`, unverified (another node may have appended since, and
+    /// a gid this node never wrote is answered nil without a read): the append decides.
+    public func decisionState(_ gid: String) async throws -> (state: TransactionState?, verified: Bool) {
+        (recent.withLock { $0[gid.exact]?.state }, false)
     }
 
     public func kvRecord(cat: String, key: String) async throws -> KVState? {
@@ -236,15 +286,15 @@ public final class PostgresTransactionStore: TransactionStore {
             return CommittedAppend()
         }
         do {
-            if KVStream.isKV(gid) {
-                try await client.withTransaction(logger: logger) { connection in
-                    try await appendKV(events, to: gid, expectedVersion: expectedVersion, on: connection)
-                }
-            } else {
-                try await appendTransaction(events, to: gid, expectedVersion: expectedVersion)
+            guard KVStream.isKV(gid) else {
+                let outcome = PostgresWrite()
+                queue.enqueue(.init(gid: gid, work: .append(events, expectedVersion: expectedVersion, claimUntilUs: 0), outcome: outcome))
+                return outcome
+            }
+            try await client.withTransaction(logger: logger) { connection in
+                try await appendKV(events, to: gid, expectedVersion: expectedVersion, on: connection)
             }
         } catch {
-            if !KVStream.isKV(gid) { recent.withLock { _ = $0.removeValue(forKey: gid.exact) } }
             let cause = Self.cause(of: error)
             if let conflict = cause as? StoreConflict { throw conflict }
             if let psql = cause as? PSQLError, psql.serverInfo?[.sqlState] == "23505" {
@@ -262,92 +312,28 @@ public final class PostgresTransactionStore: TransactionStore {
         return nil
     }
 
-    /// A transaction's append in one statement: the state row is updated only if its version is
-    /// still `expectedVersion` (or inserted only if absent), and the event rows are inserted only
-    /// if it was — atomic as every PostgreSQL statement is. The state it starts from is this node's
-    /// copy of the last one it wrote (`recent`) or read; the event seqs are taken first.
-    private func appendTransaction(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws {
-        let key = Data(gid.utf8)
-        var base: (state: TransactionState, lastHash: Data)?
-        if let expectedVersion {
-            if let cached = recent.withLock({ $0[gid.exact] }), cached.state.version == expectedVersion {
-                base = cached
-            } else {
-                let rows = try await client.query("SELECT state, last_hash FROM \(unescaped: prefix)transactions WHERE gid = \(key)", logger: logger)
-                for try await (bytes, hash) in rows.decode((Data, Data).self) { base = (try TransactionState(serializedBytes: bytes), hash) }
-                guard base?.state.version == expectedVersion else {
-                    throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: base?.state.version)
-                }
-            }
-        }
-        var seqs = [Int64]()
-        let allocated = try await client.query(
-            "SELECT nextval(pg_get_serial_sequence('\(unescaped: prefix)events', 'seq')) FROM generate_series(1, \(events.count))", logger: logger)
-        for try await seq in allocated.decode(Int64.self) { seqs.append(seq) }
-        seqs.sort()
-        let rows = try eventRows(events, stream: key, after: Int64(clamping: expectedVersion ?? 0), previous: base?.lastHash ?? Data(count: 32))
-        var state = base?.state
-        for (event, seq) in zip(events, seqs) {
-            state = apply(RecordedEvent(seq: UInt64(clamping: seq), time: rows.time, gid: gid, event: event), to: state)
-        }
-        guard let state else { throw RequestError.invalidArgument("the first event of transaction \(gid) must be `created`") }
-        var options = BinaryEncodingOptions()
-        options.useDeterministicOrdering = true
-        let bytes = Data(try state.serializedBytes(options: options) as [UInt8])
-        let due = !state.status.isTerminal && state.nextDueUs > 0 ? state.nextDueUs : 0
-        let status = Int16(clamping: state.status.rawValue)
-        let version = Int64(clamping: state.version)
-        // Inserted when new; when it exists, updated only at the expected version (a new gid
-        // expects none: NULL matches no version, so an existing row is left alone).
-        let expected: Int64? = expectedVersion.map { Int64(clamping: $0) }
-        let written: PostgresQuery = try """
-            WITH written AS (
-              INSERT INTO \(unescaped: prefix)transactions AS t (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state)
-              VALUES (\(key), \(version), \(rows.lastHash), \(status), \(state.transType), \(state.createTimeUs), \(due), \(bytes))
-              ON CONFLICT (gid) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash, status = excluded.status,
-                next_due_us = excluded.next_due_us, state = excluded.state
-              WHERE t.version = \(expected)
-              RETURNING gid),
-            events AS (
-              INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
-              SELECT s, \(key), n, \(rows.time), t, p, ph, h FROM unnest(\(seqs)::bigint[], \(rows.numbers)::bigint[], \(rows.types)::text[],
-                \(rows.payloads)::bytea[], \(rows.previousHashes)::bytea[], \(rows.hashes)::bytea[]) AS e(s, n, t, p, ph, h)
-              WHERE EXISTS (SELECT 1 FROM written) RETURNING 1)
-            SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM events)
-            """
-        var applied = false
-        for try await (states, inserted) in try await client.query(written, logger: logger).decode((Int64, Int64).self) {
-            applied = states == 1 && inserted == Int64(events.count)
-        }
-        guard applied else {
-            // Another node appended first: what it left is re-read by the caller.
-            throw StoreConflict(gid: gid, expectedVersion: expectedVersion, actualVersion: nil)
-        }
-        recent.withLock { recent in
-            if recent.count >= Self.recentLimit { recent.removeAll() }
-            recent[gid.exact] = (state, rows.lastHash)
-        }
+    /// The rows of one stream's events, all stamped at `time`, ending with hash `lastHash`.
+    struct EventRows {
+        let time: Int64
+        var numbers = [Int64](), types = [String](), payloads = [ByteBuffer](), previousHashes = [ByteBuffer](), hashes = [ByteBuffer]()
+        var lastHash: Data
     }
 
     /// The rows of `events` numbered after `streamSeq` and chained from `previous`, all stamped now.
-    private func eventRows(_ events: [TransactionEvent], stream: Data, after streamSeq: Int64, previous: Data) throws -> (
-        time: Int64, numbers: [Int64], types: [String], payloads: [ByteBuffer], previousHashes: [ByteBuffer], hashes: [ByteBuffer], lastHash: Data
-    ) {
-        let time = Self.nowUs()
-        var numbers = [Int64](), types = [String](), payloads = [ByteBuffer](), previousHashes = [ByteBuffer](), hashes = [ByteBuffer]()
-        var last = previous
+    func eventRows(_ events: [TransactionEvent], stream: Data, after streamSeq: Int64, previous: Data) throws -> EventRows {
+        var rows = EventRows(time: Self.nowUs(), lastHash: previous)
         for (index, event) in events.enumerated() {
             let number = streamSeq + Int64(index) + 1
             let payload = Data(try event.serializedBytes() as [UInt8])
-            let hash = Self.hash(previous: last, stream: stream, streamSeq: number, time: time, type: event.typeName, payload: payload)
-            numbers.append(number)
-            types.append(event.typeName)
-            payloads.append(ByteBuffer(data: payload))
-            previousHashes.append(ByteBuffer(data: last))
-            hashes.append(ByteBuffer(data: hash))
-            last = hash
+            let hash = Self.hash(previous: rows.lastHash, stream: stream, streamSeq: number, time: rows.time, type: event.typeName, payload: payload)
+            rows.numbers.append(number)
+            rows.types.append(event.typeName)
+            rows.payloads.append(ByteBuffer(data: payload))
+            rows.previousHashes.append(ByteBuffer(data: rows.lastHash))
+            rows.hashes.append(ByteBuffer(data: hash))
+            rows.lastHash = hash
         }
-        return (time, numbers, types, payloads, previousHashes, hashes, last)
+        return rows
     }
 
     private func appendKV(_ events: [TransactionEvent], to stream: String, expectedVersion: UInt64?, on connection: PostgresConnection) async throws {
@@ -445,22 +431,30 @@ public final class PostgresTransactionStore: TransactionStore {
         }
     }
 
+    /// The append and the claim in one write.
+    public func appendAndClaim(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?, lease: Duration) async throws -> Bool {
+        guard !events.isEmpty, !KVStream.isKV(gid) else {
+            try await append(events, to: gid, expectedVersion: expectedVersion).durable()
+            return try await claim(gid, lease: lease)
+        }
+        let outcome = PostgresWrite()
+        queue.enqueue(.init(gid: gid, work: .append(events, expectedVersion: expectedVersion, claimUntilUs: Self.nowUs() + Self.microseconds(lease)), outcome: outcome))
+        return try await outcome.written()
+    }
+
     public func claim(_ gid: String, lease: Duration) async throws -> Bool {
         try await storage {
-            let now = Self.nowUs()
-            let until = now + Self.microseconds(lease)
-            let rows = try await client.query("""
-                UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
-                WHERE gid = \(Data(gid.utf8)) AND (claim_owner = \(configuration.node) OR claim_until_us < \(now))
-                RETURNING gid
-                """, logger: logger)
-            for try await _ in rows.decode(Data.self) { return true }
-            // No row: either another node holds it, or the gid is unknown (nothing to drive).
+            let outcome = PostgresWrite()
+            queue.enqueue(.init(gid: gid, work: .claim(untilUs: Self.nowUs() + Self.microseconds(lease)), outcome: outcome))
+            if try await outcome.written() { return true }
+            // Not taken: either another node holds it, or the gid is unknown (nothing to drive).
             return try await transaction(gid) == nil
         }
     }
 
     public func release(_ gid: String, holdFor: Duration) async {
+        // This node's append that finished the transaction released every claim on it.
+        if holdFor == .zero, recent.withLock({ $0[gid.exact]?.state.status.isTerminal }) == true { return }
         let until = holdFor > .zero ? Self.nowUs() + Self.microseconds(holdFor) : 0
         do {
             try await client.query("""

@@ -12,11 +12,21 @@ public protocol TransactionStore: Sendable {
     /// The current state of `gid`; nil when the gid is unknown.
     func transaction(_ gid: String) async throws -> TransactionState?
 
+    /// The state to decide a client command for `gid` on, as cheaply as the store can give it.
+    /// Unverified (`verified` false) it may be stale — this process's own copy of what it wrote
+    /// last, or nil for a gid it never wrote — and an append decided on it fails with
+    /// `StoreConflict` if so; a decision that appends nothing must be taken again on `transaction`.
+    func decisionState(_ gid: String) async throws -> (state: TransactionState?, verified: Bool)
+
     /// Queues `events` for `gid` (or a KV record's stream) if its current version is
     /// `expectedVersion` (nil: the gid must not exist yet), and returns at once; `PendingAppend.durable()` waits for the commit.
     /// Appends queued one after another are committed in that order. Throws `StoreConflict`
-    /// when the version differs.
+    /// when the version differs, from `append` or (a shared store) from `durable()`.
     func append(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws -> any PendingAppend
+
+    /// Appends as `append` does, waits until the events are durable, and claims `gid` for `lease`
+    /// as `claim` does (a round follows at once); whether the claim was taken.
+    func appendAndClaim(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?, lease: Duration) async throws -> Bool
 
     /// Claims up to `limit` unfinished transactions due at or before `time` (µs), earliest first:
     /// no other claim returns them until `release` or until `lease` has passed.
@@ -145,5 +155,18 @@ public struct TransactionPage: Sendable {
     public init(transactions: [TransactionState], next: PageToken?) {
         self.transactions = transactions
         self.next = next
+    }
+}
+
+extension TransactionStore {
+    /// The append, then the claim.
+    public func appendAndClaim(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?, lease: Duration) async throws -> Bool {
+        try await append(events, to: gid, expectedVersion: expectedVersion).durable()
+        return try await claim(gid, lease: lease)
+    }
+
+    /// A store whose reads are cheap decides on the current state.
+    public func decisionState(_ gid: String) async throws -> (state: TransactionState?, verified: Bool) {
+        (try await transaction(gid), true)
     }
 }

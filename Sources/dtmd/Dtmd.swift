@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import DTMDiscovery
 import DTMWire
+import DtmConfiguration
 import EventLog
 import Foundation
 import GRPCCore
@@ -35,14 +36,11 @@ struct Dtmd: AsyncParsableCommand {
 
     func run() async throws {
         var warnings = [String]()
-        let settings: Configuration
+        let settings: DtmdConfiguration
         do {
-            let yaml = try config.map { try String(contentsOfFile: $0, encoding: .utf8) }
-            settings = try Configuration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, warnings: &warnings)
-        } catch let error as Configuration.Invalid {
-            throw ValidationError("invalid configuration: \(error)")
+            settings = try DtmdConfiguration.load(file: config, warnings: &warnings)
         } catch {
-            throw ValidationError("cannot read config file: \(error)")
+            throw ValidationError("invalid configuration: \(error)")
         }
         let level = Logger.Level(rawValue: settings.logLevel.lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
@@ -58,13 +56,7 @@ struct Dtmd: AsyncParsableCommand {
 
         switch settings.storeDriver {
         case "postgres":
-            var configuration = PostgresStoreConfiguration()
-            configuration.host = settings.storeHost
-            configuration.port = settings.storePort
-            configuration.user = settings.storeUser
-            configuration.password = settings.storePassword
-            configuration.database = settings.storeDb
-            configuration.schema = settings.storeSchema
+            let configuration = settings.postgresStore
             let store = try PostgresTransactionStore(configuration)
             // The connection pool runs for dtmd's whole life, around the services.
             try await withThrowingDiscardingTaskGroup { pool in
@@ -77,8 +69,7 @@ struct Dtmd: AsyncParsableCommand {
                 pool.cancelAll()
             }
         default:
-            var storeConfiguration = LMDBStoreConfiguration(path: settings.storePath)
-            storeConfiguration.durability = settings.storeDurability == "nosync" ? .noSync : .sync
+            var storeConfiguration = settings.lmdbStore
             storeConfiguration.acceptEmptyDataFile = acceptEmptyDataFile
             let store = try await LMDBTransactionStore.open(storeConfiguration)
             let lastSeq = try store.log.lastSeq()
@@ -90,7 +81,7 @@ struct Dtmd: AsyncParsableCommand {
     /// Runs the gateways, the scheduler and the branch callers on `store` until SIGTERM or SIGINT;
     /// `storeService` (started first, stopped last) closes the store.
     func serve(
-        _ settings: Configuration, store: any TransactionStore, storeService: [ServiceGroupConfiguration.ServiceConfiguration],
+        _ settings: DtmdConfiguration, store: any TransactionStore, storeService: [ServiceGroupConfiguration.ServiceConfiguration],
         registry: PrometheusCollectorRegistry, logger: Logger
     ) async throws {
 

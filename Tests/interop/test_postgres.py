@@ -169,6 +169,10 @@ def test_two_nodes_share_the_load_and_one_takes_over_when_the_other_is_killed(tm
                 assert (status == "failed") == any(op == "compensate" for _, op in made), (gid, status, made)
         served_by_a = [g for g in acknowledged if g.split("-")[2] in ("1", "3")]
         assert served_by_a, "node a accepted requests before it died"
+        # Every stream's chain, every state row against its events, every decision: clean.
+        from test_dtmctl import dtmctl
+        verified = dtmctl("-c", b.config, "verify", check=0)
+        assert verified.stdout.startswith("ok: ") and "every decision re-derives" in verified.stdout, verified.stdout
     finally:
         stop.set()
         a.stop()
@@ -256,3 +260,119 @@ def test_store_keys_from_the_environment_and_watch_events(tmp_path, postgres, sc
         assert not (directory / "data").exists(), "nothing was written to LMDB"
     finally:
         server.stop()
+
+
+def test_dtmctl_reads_the_shared_store_from_dtmds_config_and_verify_finds_tampering(tmp_path, postgres, schema, pb, busi):
+    """`dtmctl -c dtmd.yml` reads the store the file names: history, log, state, export and stats on
+    PostgreSQL; verify is clean, then finds an edited event, a cut tail and a removed state row."""
+    import json
+
+    from test_dtmctl import dtmctl
+    server = node(tmp_path, postgres, schema)
+    try:
+        dtm = stub(server, pb)
+        done, failing, third = new_gid(dtm), new_gid(dtm), new_gid(dtm)
+        dtm.Submit(request(pb, done, "saga", saga_steps(busi, 2), [b"1", b"2"], WaitResult=True))
+        busi.plan(failing, "Action1", ["FAILURE"])
+        dtm.Submit(request(pb, failing, "saga", saga_steps(busi, 1), [b"1"]))
+        server.wait_status(failing, "failed")
+        dtm.Submit(request(pb, third, "msg", [{"action": busi.url("MsgA")}], [b"a"], WaitResult=True))
+        dtm.Subscribe(topic_request(pb, "audited", busi.url("Sub1")))
+    finally:
+        server.stop()
+    config = server.config
+
+    history = dtmctl("-c", config, "history", done, check=0).stdout
+    assert "created" in history and "status submitted → succeed" in history and "now: saga succeed" in history
+    events = json.loads(dtmctl("history", done, "--json", "-c", config, check=0).stdout)
+    assert [e["type"] for e in events][0] == "created" and all(e["gid"] == done for e in events)
+    log = dtmctl("-c", config, "log", "--json", check=0).stdout.splitlines()
+    seqs = [json.loads(line)["seq"] for line in log]
+    assert seqs == sorted(seqs) and {json.loads(line)["gid"] for line in log} >= {done, failing, third}
+    state = dtmctl("-c", config, "state", "--status", "failed", "--json", check=0).stdout.splitlines()
+    assert [json.loads(line)["gid"] for line in state] == [failing]
+    exported = [json.loads(line) for line in dtmctl("-c", config, "export", check=0).stdout.splitlines()]
+    assert len(exported) == len(log) and all(len(e["hash"]) == 64 for e in exported)
+    first_of_done = [e for e in exported if e["gid"] == done]
+    assert first_of_done[0]["previous_hash"] == "0" * 64 and first_of_done[1]["previous_hash"] == first_of_done[0]["hash"]
+    stats = dtmctl("-c", config, "stats", check=0).stdout
+    assert f"events:         {len(log)}" in stats and "succeed    2" in stats and "failed     1" in stats
+    assert "chain intact" in dtmctl("-c", config, "verify", check=0).stdout
+
+    table = f"{schema}.swiftdtm_events"
+    postgres.sql(f"UPDATE {table} SET time_us = time_us + 1 WHERE seq = {first_of_done[1]['seq']}")
+    edited = dtmctl("-c", config, "verify", check=1)
+    assert f"{done}: event {first_of_done[1]['seq']} does not match its hash" in edited.stderr, edited.stderr
+    postgres.sql(f"UPDATE {table} SET time_us = time_us - 1 WHERE seq = {first_of_done[1]['seq']}")
+    dtmctl("-c", config, "verify", check=0)
+
+    postgres.sql(f"DELETE FROM {table} WHERE seq = (SELECT max(seq) FROM {table} WHERE stream = convert_to('{failing}', 'UTF8'))")
+    cut = dtmctl("-c", config, "verify", check=1).stderr
+    assert f"{failing}: the state row is at version" in cut, cut
+    postgres.sql(f"DELETE FROM {schema}.swiftdtm_transactions WHERE gid = convert_to('{third}', 'UTF8')")
+    removed = dtmctl("-c", config, "verify", check=1).stderr
+    assert f"{third}: " in removed and "but no state row" in removed, removed
+
+    # A schema dtmd never wrote is not created by a reader: exit 3 with a message.
+    missing = tmp_path / "missing.yml"
+    missing.write_text(json.dumps({"Store": postgres.store("no_such_schema")}))
+    absent = dtmctl("-c", missing, "stats", check=3)
+    assert "holds no SwiftDTM tables" in absent.stderr
+    assert "no_such_schema" not in postgres.sql("SELECT schema_name FROM information_schema.schemata")
+
+
+def test_wait_result_answered_by_one_node_while_the_other_drives_later_rounds(tmp_path, postgres, schema, pb, busi):
+    """WaitResult on node a answers from a's first round (dtm's semantics: not SUCCESS while a
+    branch must be retried); a dies; node b drives the later rounds to the end."""
+    import signal
+
+    a = node(tmp_path, postgres, schema, "a", TransCronInterval=1)
+    b = node(tmp_path, postgres, schema, "b", TransCronInterval=1)
+    try:
+        on_a = stub(a, pb)
+        gid = new_gid(on_a)
+        busi.plan(gid, "Action1", ["ERROR"])
+        with pytest.raises(grpc.RpcError) as answer:
+            on_a.Submit(request(pb, gid, "saga", saga_steps(busi, 2), [b"1", b"2"], WaitResult=True, RetryInterval=1))
+        assert answer.value.code() == grpc.StatusCode.ABORTED and "FAILURE" in answer.value.details(), answer.value
+        assert ops(busi.calls_for(gid)) == [("01", "action")]
+        a.stop(signal.SIGKILL)
+        b.wait_status(gid, "succeed", timeout=20)
+        assert ops(busi.calls_for(gid)) == [("01", "action"), ("01", "action"), ("02", "action")]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_dtmcli_tcc_across_two_nodes(tmp_path, postgres, schema, http_busi):
+    """PyPI's dtmcli (HTTP) starts a TCC on node a, registers one branch on b and one on a, and
+    submits on b: one transaction, confirmed once per branch; a Try failure cancels both."""
+    from dtmcli import tcc, utils
+
+    a = node(tmp_path, postgres, schema, "a")
+    b = node(tmp_path, postgres, schema, "b")
+    api_a = f"http://127.0.0.1:{a.http_port}/api/dtmsvr"
+    api_b = f"http://127.0.0.1:{b.http_port}/api/dtmsvr"
+    try:
+        def branches(t):
+            t.dtm = api_b
+            t.call_branch({"amount": 30}, http_busi.url("TransOutTry"), http_busi.url("TransOutConfirm"), http_busi.url("TransOutCancel"))
+            t.dtm = api_a
+            t.call_branch({"amount": 30}, http_busi.url("TransInTry"), http_busi.url("TransInConfirm"), http_busi.url("TransInCancel"))
+            t.dtm = api_b
+
+        gid = utils.gen_gid(api_a)
+        assert tcc.tcc_global_transaction(api_a, gid, branches) == gid
+        a.wait_status(gid, "succeed")
+        paths = sorted(c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(gid))
+        assert paths == ["TransInConfirm", "TransInTry", "TransOutConfirm", "TransOutTry"]
+
+        cancelled = utils.gen_gid(api_b)
+        http_busi.plan(cancelled, "TransInTry", ["FAILURE"])
+        assert tcc.tcc_global_transaction(api_a, cancelled, branches) == ""
+        b.wait_status(cancelled, "failed")
+        paths = sorted(c.path.rsplit("/", 1)[1] for c in http_busi.calls_for(cancelled))
+        assert paths == ["TransInCancel", "TransInTry", "TransOutCancel", "TransOutTry"]
+    finally:
+        a.stop()
+        b.stop()

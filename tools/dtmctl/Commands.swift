@@ -3,6 +3,7 @@ import ByteIdentity
 import EventLog
 import LMDBStore
 import Foundation
+import PostgresStore
 import Modes
 import Projections
 import SwiftProtobuf
@@ -35,16 +36,17 @@ func summary(_ event: TransactionEvent) -> String {
 }
 
 /// An event as a JSON object: seq, time, gid, type and the event's fields.
-func eventJSON(_ record: LogRecord, _ event: RecordedEvent, hashes: Bool = false) throws -> [String: Any] {
+func eventJSON(_ record: AuditRecord, hashes: Bool = false) throws -> [String: Any] {
     var options = JSONEncodingOptions()
     options.preserveProtoFieldNames = true
+    let event = record.event
     let body = try JSONSerialization.jsonObject(with: Data(try event.event.jsonString(options: options).utf8))
     var object: [String: Any] = [
         "seq": record.seq, "time": timeText(event.time), "gid": event.gid, "type": record.type, "event": body,
     ]
     if hashes {
-        object["hash"] = record.hash.description
-        object["previous_hash"] = record.previousHash.description
+        object["hash"] = record.hash
+        object["previous_hash"] = record.previousHash
     }
     return object
 }
@@ -58,19 +60,17 @@ struct History: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (log, _) = try await data.openReadOnly()
-            let records = try log.records(ofStream: gid)
+            let records = try await data.withStore { try await $0.records(ofStream: gid) }
             guard !records.isEmpty else { throw CheckFailed(description: "no transaction '\(gid)' in the log") }
-            let events = try records.map { ($0, try RecordedEvent($0)) }
             if json {
-                try printJSON(try events.map { try eventJSON($0.0, $0.1) })
+                try printJSON(try records.map { try eventJSON($0) })
                 return
             }
-            printTable(["SEQ", "TIME", "EVENT", "DETAIL"], events.map { record, event in
-                [String(record.seq), timeText(event.time), record.type, summary(event.event)]
+            printTable(["SEQ", "TIME", "EVENT", "DETAIL"], records.map { record in
+                [String(record.seq), timeText(record.event.time), record.type, summary(record.event.event)]
             })
             var state: TransactionState?
-            for (_, event) in events { state = apply(event, to: state) }
+            for record in records { state = apply(record.event, to: state) }
             if let state {
                 print("\nnow: \(state.transType) \(state.status.dtmName)"
                       + (state.rollbackReason.isEmpty ? "" : ", reason: \(state.rollbackReason)"))
@@ -90,26 +90,35 @@ struct Log: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (log, _) = try await data.openReadOnly()
-            func show(_ record: LogRecord) throws {
-                let event = try RecordedEvent(record)
+            func show(_ record: AuditRecord) throws {
+                let event = record.event
                 let line = json
-                    ? try jsonLine(try eventJSON(record, event))
+                    ? try jsonLine(try eventJSON(record))
                     : "\(record.seq)  \(timeText(event.time))  \(event.gid)  \(record.type)  \(summary(event.event))"
                 // Unbuffered, so a pipe sees each event as soon as it is read (--follow).
                 FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
             let end = to ?? .max
-            var last = from > 0 ? from - 1 : 0
-            try log.forEachRecord(from: from, through: end) { record in
-                try show(record)
-                last = record.seq
-                return true
-            }
-            guard follow, last < end else { return }
-            for try await record in log.follow(after: last) {
-                if record.seq > end { break }
-                try show(record)
+            try await data.withStore { store in
+                var last = from > 0 ? from - 1 : 0
+                try await store.forEachRecord(from: from, through: end) { record in
+                    try show(record)
+                    last = record.seq
+                    return true
+                }
+                guard follow, last < end else { return }
+                switch store {
+                case let .lmdb(log, _, _):
+                    for try await record in log.follow(after: last) {
+                        if record.seq > end { break }
+                        try show(try AuditRecord(record))
+                    }
+                case let .postgres(postgres):
+                    for try await event in postgres.follow(after: last) {
+                        if event.seq > end { break }
+                        try show(AuditRecord(following: event))
+                    }
+                }
             }
         }
     }
@@ -123,46 +132,70 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (log, view) = try await data.openReadOnly()
-            let progress = Progress("verify log")
-            let checked = try log.verify { progress.update(done: $0.done, total: $0.total) }
-            progress.finish(done: checked)
-
-            // The view reflects the log through its checkpoint: fold the log that far and compare.
-            let snapshot = try view.snapshot()
-            let replay = Progress("replay")
-            let fold = try Replay.fold(of: log, through: snapshot.checkpoint) { replay.update(done: $0, total: snapshot.checkpoint) }
-            let derived = fold.transactions
-            replay.finish(done: snapshot.checkpoint)
-            var problems = [String]()
-            for (stream, record) in fold.kv where snapshot.kv[stream] != record {
-                problems.append("view of KV record \(stream) differs from the log's fold")
+            try await data.withStore { store in
+                switch store {
+                case let .lmdb(log, view, _): try verify(log, view)
+                case let .postgres(postgres): try await verify(postgres)
+                }
             }
-            for stream in snapshot.kv.keys where fold.kv[stream] == nil {
-                problems.append("view holds KV record \(stream), which has no events through seq \(snapshot.checkpoint)")
-            }
-            for (gid, state) in derived where snapshot.states[gid] != state {
-                problems.append("view of transaction \(gid) differs from the log's fold (view status \(snapshot.states[gid]?.status.dtmName ?? "missing"), log \(state.status.dtmName))")
-            }
-            for gid in snapshot.states.keys where derived[gid] == nil {
-                problems.append("view holds transaction \(gid), which has no events through seq \(snapshot.checkpoint)")
-            }
-            problems += snapshot.indexProblems
-
-            var byGid = [ExactString: [RecordedEvent]]()
-            try log.forEachRecord(through: snapshot.checkpoint) { record in
-                let event = try RecordedEvent(record)
-                byGid[event.gid.exact, default: []].append(event)
-                return true
-            }
-            for (_, events) in byGid.sorted(by: { $0.key < $1.key }) {
-                problems += DecisionAudit.check(events).map(\.description)
-            }
-            guard problems.isEmpty else {
-                throw CheckFailed(description: "\(problems.count) problem(s):\n" + problems.prefix(50).joined(separator: "\n"))
-            }
-            print("ok: \(checked) records, chain intact; view equals the log through seq \(snapshot.checkpoint) (\(derived.count) transactions, \(fold.kv.count) KV records); every decision re-derives")
         }
+    }
+
+    /// PostgreSQL: every stream's numbering and hash chain, every state row against the fold of
+    /// its events, every decision re-derived.
+    private func verify(_ store: PostgresTransactionStore) async throws {
+        let progress = Progress("verify streams")
+        let total = try await store.lastSeq()
+        let result = try await store.verify(
+            audit: { DecisionAudit.check($0).map(\.description) },
+            progress: { progress.update(done: UInt64($0), total: max(total, UInt64($0))) })
+        progress.finish(done: UInt64(result.events))
+        guard result.problems.isEmpty else {
+            throw CheckFailed(description: "\(result.problems.count) problem(s):\n" + result.problems.prefix(50).joined(separator: "\n"))
+        }
+        print("ok: \(result.events) events, every stream's chain intact; every state row equals its events' fold (\(result.transactions) transactions, \(result.kvRecords) KV records); every decision re-derives")
+    }
+
+    /// LMDB: checksums, chain and seq density of the whole log; the view against a fresh fold.
+    private func verify(_ log: EventLog, _ view: TransactionView) throws {
+        let progress = Progress("verify log")
+        let checked = try log.verify { progress.update(done: $0.done, total: $0.total) }
+        progress.finish(done: checked)
+
+        // The view reflects the log through its checkpoint: fold the log that far and compare.
+        let snapshot = try view.snapshot()
+        let replay = Progress("replay")
+        let fold = try Replay.fold(of: log, through: snapshot.checkpoint) { replay.update(done: $0, total: snapshot.checkpoint) }
+        let derived = fold.transactions
+        replay.finish(done: snapshot.checkpoint)
+        var problems = [String]()
+        for (stream, record) in fold.kv where snapshot.kv[stream] != record {
+            problems.append("view of KV record \(stream) differs from the log's fold")
+        }
+        for stream in snapshot.kv.keys where fold.kv[stream] == nil {
+            problems.append("view holds KV record \(stream), which has no events through seq \(snapshot.checkpoint)")
+        }
+        for (gid, state) in derived where snapshot.states[gid] != state {
+            problems.append("view of transaction \(gid) differs from the log's fold (view status \(snapshot.states[gid]?.status.dtmName ?? "missing"), log \(state.status.dtmName))")
+        }
+        for gid in snapshot.states.keys where derived[gid] == nil {
+            problems.append("view holds transaction \(gid), which has no events through seq \(snapshot.checkpoint)")
+        }
+        problems += snapshot.indexProblems
+
+        var byGid = [ExactString: [RecordedEvent]]()
+        try log.forEachRecord(through: snapshot.checkpoint) { record in
+            let event = try RecordedEvent(record)
+            byGid[event.gid.exact, default: []].append(event)
+            return true
+        }
+        for (_, events) in byGid.sorted(by: { $0.key < $1.key }) {
+            problems += DecisionAudit.check(events).map(\.description)
+        }
+        guard problems.isEmpty else {
+            throw CheckFailed(description: "\(problems.count) problem(s):\n" + problems.prefix(50).joined(separator: "\n"))
+        }
+        print("ok: \(checked) records, chain intact; view equals the log through seq \(snapshot.checkpoint) (\(derived.count) transactions, \(fold.kv.count) KV records); every decision re-derives")
     }
 }
 
@@ -176,21 +209,25 @@ struct Rebuild: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            guard FileManager.default.fileExists(atPath: data.data + "/data.mdb") else {
-                throw CannotOpen(path: data.data, reason: "no event log there (data.mdb is missing)")
+            if try data.configuration()?.storeDriver == "postgres" {
+                throw ValidationError("the PostgreSQL store has no view to rebuild: each state row is written with its events (dtmctl verify compares them)")
             }
-            var configuration = LMDBStoreConfiguration(path: data.data)
+            let path = try data.data
+            guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
+                throw CannotOpen(path: path, reason: "no event log there (data.mdb is missing)")
+            }
+            var configuration = LMDBStoreConfiguration(path: path)
             configuration.ignoreWriterLock = force
             configuration.maintainsView = false
             let store: LMDBTransactionStore
             do {
                 store = try await LMDBTransactionStore.open(configuration)
             } catch EventLogError.lockedByAnotherWriter {
-                throw CheckFailed(description: "dtmd (or another process) is writing \(data.data); stop it first, or pass --force")
+                throw CheckFailed(description: "dtmd (or another process) is writing \(path); stop it first, or pass --force")
             } catch let damage as EventLogError {
                 throw damage
             } catch {
-                throw CannotOpen(path: data.data, reason: "\(error)")
+                throw CannotOpen(path: path, reason: "\(error)")
             }
             let (log, view) = (store.log, store.view)
             let progress = Progress("rebuild")
@@ -222,12 +259,15 @@ struct State: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (log, _) = try await data.openReadOnly()
-            var seq = try at ?? log.lastSeq()
-            if let atTime, let date = parseTime(atTime) {
-                seq = try Replay.lastSeq(of: log, atOrBefore: UInt64(max(date.timeIntervalSince1970, 0) * 1_000_000))
+            let (seq, folded) = try await data.withStore { store in
+                var seq: UInt64
+                if let at { seq = at } else { seq = try await store.lastSeq() }
+                if let atTime, let date = parseTime(atTime) {
+                    seq = try await store.lastSeq(atOrBefore: Int64(max(date.timeIntervalSince1970, 0) * 1_000_000))
+                }
+                return (seq, try await store.states(through: seq))
             }
-            let states = try Replay.states(of: log, through: seq).values
+            let states = folded.values
                 .filter { status == nil || $0.status.dtmName == status }
                 .sorted { ($0.createTimeUs, $0.gid.exact) < ($1.createTimeUs, $1.gid.exact) }
             if json {
@@ -267,10 +307,11 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (log, _) = try await data.openReadOnly()
-            try log.forEachRecord(from: from) { record in
-                try printJSON(try eventJSON(record, try RecordedEvent(record), hashes: true))
-                return true
+            try await data.withStore { store in
+                try await store.forEachRecord(from: from) { record in
+                    try printJSON(try eventJSON(record, hashes: true))
+                    return true
+                }
             }
         }
     }
@@ -278,23 +319,36 @@ struct Export: AsyncParsableCommand {
 
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Counts: records, transactions by status, size.")
+    static let statuses: [TransactionStatus] = [.prepared, .submitted, .aborting, .succeed, .failed]
 
     @OptionGroup var data: DataOptions
 
     func run() async throws {
         try await reportingFailures {
-            let (log, view) = try await data.openReadOnly()
-            let last = try log.lastRecord()
-            let first = try log.record(1)
-            print("records:        \(last?.seq ?? 0)")
-            print("first / last:   \(timeText(Int64(first?.timestamp ?? 0))) / \(timeText(Int64(last?.timestamp ?? 0)))")
-            print("view checkpoint: \(try view.checkpoint())")
-            print("transactions:   \(try view.count())")
-            for status in [TransactionStatus.prepared, .submitted, .aborting, .succeed, .failed] {
-                print("  \(status.dtmName.padding(toLength: 10, withPad: " ", startingAt: 0)) \(try view.gids(withStatus: status, limit: .max).count)")
+            try await data.withStore { store in
+                switch store {
+                case let .lmdb(log, view, path):
+                    let last = try log.lastRecord()
+                    let first = try log.record(1)
+                    print("records:        \(last?.seq ?? 0)")
+                    print("first / last:   \(timeText(Int64(first?.timestamp ?? 0))) / \(timeText(Int64(last?.timestamp ?? 0)))")
+                    print("view checkpoint: \(try view.checkpoint())")
+                    print("transactions:   \(try view.count())")
+                    for status in Self.statuses {
+                        print("  \(status.dtmName.padding(toLength: 10, withPad: " ", startingAt: 0)) \(try view.gids(withStatus: status, limit: .max).count)")
+                    }
+                    let size = (try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb")[.size] as? Int) ?? 0
+                    print("data.mdb:       \(size / 1024) KiB (map \(log.environment.mapSize / 1024) KiB)")
+                case let .postgres(postgres):
+                    let counts = try await postgres.counts()
+                    print("events:         \(counts.events) (last seq \(try await postgres.lastSeq()))")
+                    print("first / last:   \(timeText(counts.firstUs)) / \(timeText(counts.lastUs))")
+                    print("transactions:   \(counts.byStatus.values.reduce(0, +))")
+                    for status in Self.statuses {
+                        print("  \(status.dtmName.padding(toLength: 10, withPad: " ", startingAt: 0)) \(counts.byStatus[status] ?? 0)")
+                    }
+                }
             }
-            let size = (try? FileManager.default.attributesOfItem(atPath: data.data + "/data.mdb")[.size] as? Int) ?? 0
-            print("data.mdb:       \(size / 1024) KiB (map \(log.environment.mapSize / 1024) KiB)")
         }
     }
 }

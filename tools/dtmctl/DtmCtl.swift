@@ -5,20 +5,25 @@ import Foundation
 import Modes
 import Projections
 
-/// dtmctl: audit, verify and repair a SwiftDTM data directory. Read-only unless a command says
-/// otherwise, and safe while dtmd runs (LMDB readers never block the writer).
+/// dtmctl: audit, verify and repair SwiftDTM's store — an LMDB data directory, or the PostgreSQL
+/// store dtmd's config file names. Read-only unless a command says otherwise, and safe while dtmd
+/// runs (LMDB readers never block the writer; PostgreSQL reads take no locks).
 ///
 /// Exit codes: 0 clean, 1 a check found a problem, 2 bad usage, 3 the data cannot be opened.
 @main
 struct DtmCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dtmctl",
-        abstract: "Audit, verify and rebuild SwiftDTM's event log.",
+        abstract: "Audit, verify and rebuild SwiftDTM's event log (LMDB or PostgreSQL).",
         subcommands: [History.self, Log.self, Verify.self, Rebuild.self, State.self, Export.self, Stats.self])
 
     /// `--data` before the subcommand (`dtmctl --data DIR verify`).
     @Option(name: .long, help: "The dtmd data directory (Store.Path); also accepted after the subcommand.")
     var data: String?
+
+    /// `-c` before the subcommand (`dtmctl -c dtmd.yml verify`).
+    @Option(name: [.customShort("c"), .customLong("config")], help: "dtmd's YAML config file; also accepted after the subcommand.")
+    var config: String?
 
     /// Bad usage exits 2 (the README's code), not ArgumentParser's 64.
     static func main() async {
@@ -35,31 +40,6 @@ struct DtmCtl: AsyncParsableCommand {
                 Foundation.exit(2)
             }
             exit(withError: error)
-        }
-    }
-}
-
-/// The data directory option every command shares; given before the subcommand or after it.
-struct DataOptions: ParsableArguments {
-    @Option(name: .customLong("data"), help: "The dtmd data directory (Store.Path, default ./data).")
-    var local: String?
-
-    @ParentCommand var root: DtmCtl
-
-    /// The directory named after the subcommand, else before it, else `./data`.
-    var data: String { local ?? root.data ?? "./data" }
-
-    /// The log and view, read-only (another process may be writing).
-    func openReadOnly() async throws -> (EventLog, TransactionView) {
-        do {
-            var configuration = LMDBStoreConfiguration(path: data)
-            configuration.readOnly = true
-            let store = try await LMDBTransactionStore.open(configuration)
-            return (store.log, store.view)
-        } catch let damage as EventLogError {
-            throw damage
-        } catch {
-            throw CannotOpen(path: data, reason: "\(error)")
         }
     }
 }

@@ -1,47 +1,51 @@
-import Coordinator
 import Foundation
-import Modes
+public import LMDBStore
 import Logging
+import Modes
+public import PostgresStore
 import Yams
 
 /// dtmd's configuration: dtm's YAML keys (WIRE §6), each overridable by an environment variable
 /// named by the upper snake case of its path (`MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`).
-struct Configuration: Sendable, Equatable {
+/// dtmd and dtmctl read the same file, so both find the same store.
+public struct DtmdConfiguration: Sendable, Equatable {
     /// `lmdb` (the embedded log, the default) or `postgres` (shared by several nodes).
-    var storeDriver = "lmdb"
+    public var storeDriver = "lmdb"
     /// dtm's SQL keys, for Driver postgres.
-    var storeHost = "127.0.0.1"
-    var storePort = 5432
-    var storeUser = "postgres"
-    var storePassword = ""
-    var storeDb = "dtm"
-    var storeSchema = "public"
+    public var storeHost = "127.0.0.1"
+    public var storePort = 5432
+    public var storeUser = "postgres"
+    public var storePassword = ""
+    public var storeDb = "dtm"
+    public var storeSchema = "public"
     /// SwiftDTM's key: the LMDB directory.
-    var storePath = "./data"
+    public var storePath = "./data"
     /// SwiftDTM's key: `sync` (fsync every commit, the default) or `nosync` (tests only).
-    var storeDurability = "sync"
-    var transCronInterval: Double = 3
-    var timeoutToFail: Int64 = 35
-    var retryInterval: Int64 = 10
-    var requestTimeout: Int64 = 3
-    var httpPort = 36789
-    var grpcPort = 36790
+    public var storeDurability = "sync"
+    public var transCronInterval: Double = 3
+    public var timeoutToFail: Int64 = 35
+    public var retryInterval: Int64 = 10
+    public var requestTimeout: Int64 = 3
+    public var httpPort = 36789
+    public var grpcPort = 36790
     /// SwiftDTM's key: the address both ports listen on.
-    var listenAddress = "0.0.0.0"
-    var microServiceDriver = "dtm-driver-gozero"
-    var microServiceTarget = ""
-    var microServiceEndPoint = ""
-    var logLevel = "info"
-    var alertRetryLimit: Int64 = 3
-    var alertWebHook = ""
+    public var listenAddress = "0.0.0.0"
+    public var microServiceDriver = "dtm-driver-gozero"
+    public var microServiceTarget = ""
+    public var microServiceEndPoint = ""
+    public var logLevel = "info"
+    public var alertRetryLimit: Int64 = 3
+    public var alertWebHook = ""
+
+    public init() {}
 
     /// A configuration problem that stops startup.
-    struct Invalid: Error, CustomStringConvertible {
-        let description: String
+    public struct Invalid: Error, CustomStringConvertible {
+        public let description: String
     }
 
     /// Every key: its path, and how to read it into the configuration.
-    private static let keys: [(path: String, read: @Sendable (inout Configuration, String, Any) throws -> Void)] = [
+    private static let keys: [(path: String, read: @Sendable (inout DtmdConfiguration, String, Any) throws -> Void)] = [
         ("Store.Driver", { $0.storeDriver = try text($1, $2) }),
         ("Store.Path", { $0.storePath = try text($1, $2) }),
         ("Store.Durability", { $0.storeDurability = try text($1, $2) }),
@@ -68,8 +72,8 @@ struct Configuration: Sendable, Equatable {
 
     /// Reads `yaml` (nil = the embedded default), then the environment. Unknown keys are reported
     /// in `warnings`; invalid values throw.
-    static func load(yaml: String?, environment: [String: String], warnings: inout [String]) throws -> Configuration {
-        var configuration = Configuration()
+    public static func load(yaml: String?, environment: [String: String], warnings: inout [String]) throws -> DtmdConfiguration {
+        var configuration = DtmdConfiguration()
         var values = [String: Any]()
         if let yaml {
             let document: Any?
@@ -131,7 +135,7 @@ struct Configuration: Sendable, Equatable {
     }
 
     /// `MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`.
-    static func environmentName(_ path: String) -> String {
+    public static func environmentName(_ path: String) -> String {
         var name = ""
         for component in path.split(separator: ".") {
             if !name.isEmpty { name += "_" }
@@ -194,5 +198,37 @@ struct Configuration: Sendable, Equatable {
         let number = try positiveInteger(path, value)
         guard number <= 65535 else { throw Invalid(description: "\(path) must be a port number (1-65535), got \(number)") }
         return Int(number)
+    }
+}
+
+extension DtmdConfiguration {
+    /// Reads the file at `path` (nil: the embedded defaults), then the environment.
+    public static func load(file path: String?, warnings: inout [String]) throws -> DtmdConfiguration {
+        let yaml: String?
+        do {
+            yaml = try path.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        } catch {
+            throw Invalid(description: "cannot read config file: \(error)")
+        }
+        return try load(yaml: yaml, environment: ProcessInfo.processInfo.environment, warnings: &warnings)
+    }
+
+    /// The PostgreSQL store these keys name (Driver postgres).
+    public var postgresStore: PostgresStoreConfiguration {
+        var store = PostgresStoreConfiguration()
+        store.host = storeHost
+        store.port = storePort
+        store.user = storeUser
+        store.password = storePassword
+        store.database = storeDb
+        store.schema = storeSchema
+        return store
+    }
+
+    /// The embedded store these keys name (Driver lmdb).
+    public var lmdbStore: LMDBStoreConfiguration {
+        var store = LMDBStoreConfiguration(path: storePath)
+        store.durability = storeDurability == "nosync" ? .noSync : .sync
+        return store
     }
 }

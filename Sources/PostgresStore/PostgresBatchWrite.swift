@@ -1,0 +1,256 @@
+import ByteIdentity
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import PostgresNIO
+import Projections
+import SwiftProtobuf
+import DTMWire
+import TransactionStore
+
+/// Writing batches of transaction appends and claims: every append of a batch is decided
+/// separately (compare-and-append on its transaction's version and last hash), every claim taken
+/// only where no other node holds one, all by one statement committed once.
+extension PostgresTransactionStore {
+    /// One writer: takes a batch, writes it, until the store stops.
+    func writeBatches() async {
+        while let batch = await queue.nextBatch() {
+            await write(batch)
+            queue.finished(batch)
+        }
+    }
+
+    /// An append of a batch: the events, the version they were decided on, whom to tell.
+    private struct Append {
+        let item: PostgresWriteQueue.Item
+        let events: [TransactionEvent]
+        let expectedVersion: UInt64?
+        let claimUntilUs: Int64
+        var gid: String { item.gid }
+    }
+
+    /// An append ready to be written: the state it leaves and its event rows.
+    private struct PreparedAppend {
+        let append: Append
+        let base: (state: TransactionState, lastHash: Data)?
+        let state: TransactionState
+        let rows: EventRows
+        let seqs: [Int64]
+    }
+
+    /// Writes `batch` and completes each of its writes. When the statement fails as a whole, each
+    /// write is tried on its own so one bad append cannot fail the others.
+    func write(_ batch: [PostgresWriteQueue.Item]) async {
+        do {
+            try await writeTogether(batch)
+        } catch {
+            let cause = Self.cause(of: error)
+            guard batch.count > 1 else {
+                forget(batch[0].gid)
+                batch[0].outcome.complete(.failure(Self.writeFailure(cause, item: batch[0])))
+                return
+            }
+            logger.debug("a batch of \(batch.count) writes failed; writing them one by one", metadata: ["error": "\(Self.describe(cause))"])
+            for item in batch { await write([item]) }
+        }
+    }
+
+    private func writeTogether(_ batch: [PostgresWriteQueue.Item]) async throws {
+        var appends = [Append](), claims = [(item: PostgresWriteQueue.Item, untilUs: Int64)]()
+        for item in batch {
+            switch item.work {
+            case let .append(events, expectedVersion, claimUntilUs):
+                appends.append(Append(item: item, events: events, expectedVersion: expectedVersion, claimUntilUs: claimUntilUs))
+            case let .claim(untilUs): claims.append((item, untilUs))
+            }
+        }
+        let prepared = try await prepare(appends)
+        guard !prepared.isEmpty || !claims.isEmpty else { return }
+        let (written, claimed) = try await writeStatement(prepared, claims: claims.map { ($0.item.gid, $0.untilUs) })
+        for append in prepared {
+            if let claimedToo = written[append.append.gid.exact] {
+                remember(append.append.gid, state: append.state, lastHash: append.rows.lastHash)
+                append.append.item.outcome.complete(.success(claimedToo))
+            } else {
+                // Another node appended first: what it left is re-read by the caller.
+                forget(append.append.gid)
+                append.append.item.outcome.complete(.failure(StoreConflict(gid: append.append.gid, expectedVersion: append.append.expectedVersion, actualVersion: nil)))
+            }
+        }
+        for (item, _) in claims { item.outcome.complete(.success(claimed.contains(item.gid.exact))) }
+    }
+
+    /// The appends of a batch that can be written, with their states and seqs; the others (decided
+    /// on a version that is no longer the stored one, or invalid) are completed with their failure.
+    private func prepare(_ appends: [Append]) async throws -> [PreparedAppend] {
+        // The state each append starts from: this node's copy of what it wrote last, else read.
+        var bases = [ExactString: (state: TransactionState, lastHash: Data)]()
+        var unread = [ByteBuffer]()
+        for append in appends {
+            guard let expected = append.expectedVersion else { continue }
+            if let cached = recent.withLock({ $0[append.gid.exact] }), cached.state.version == expected {
+                bases[append.gid.exact] = cached
+            } else {
+                unread.append(ByteBuffer(bytes: Array(append.gid.utf8)))
+            }
+        }
+        if !unread.isEmpty {
+            let rows = try await client.query(
+                "SELECT gid, state, last_hash FROM \(unescaped: prefix)transactions WHERE gid = ANY(\(unread)::bytea[])", logger: logger)
+            for try await (gid, bytes, hash) in rows.decode((Data, Data, Data).self) {
+                bases[String(decoding: gid, as: UTF8.self).exact] = (try TransactionState(serializedBytes: bytes), hash)
+            }
+        }
+        var ready = [(append: Append, base: (state: TransactionState, lastHash: Data)?)]()
+        for append in appends {
+            let base = bases[append.gid.exact]
+            if let expected = append.expectedVersion, base?.state.version != expected {
+                forget(append.gid)
+                append.item.outcome.complete(.failure(StoreConflict(gid: append.gid, expectedVersion: expected, actualVersion: base?.state.version)))
+            } else {
+                ready.append((append, base))
+            }
+        }
+        guard !ready.isEmpty else { return [] }
+        let total = ready.reduce(0) { $0 + $1.append.events.count }
+        var seqs = [Int64]()
+        let allocated = try await client.query(
+            "SELECT nextval(pg_get_serial_sequence('\(unescaped: prefix)events', 'seq')) FROM generate_series(1, \(total))", logger: logger)
+        for try await seq in allocated.decode(Int64.self) { seqs.append(seq) }
+        guard seqs.count == total else { throw RequestError.unavailable("PostgreSQL returned \(seqs.count) seqs for \(total) events") }
+        seqs.sort()
+        var prepared = [PreparedAppend]()
+        var next = seqs.startIndex
+        for (append, base) in ready {
+            let own = Array(seqs[next..<(next + append.events.count)])
+            next += append.events.count
+            do {
+                prepared.append(try prepare(append, base: base, seqs: own))
+            } catch {
+                forget(append.gid)
+                append.item.outcome.complete(.failure(error))
+            }
+        }
+        return prepared
+    }
+
+    private func prepare(_ append: Append, base: (state: TransactionState, lastHash: Data)?, seqs: [Int64]) throws -> PreparedAppend {
+        let rows = try eventRows(append.events, stream: Data(append.gid.utf8), after: Int64(clamping: append.expectedVersion ?? 0), previous: base?.lastHash ?? Data(count: 32))
+        var state = base?.state
+        for (event, seq) in zip(append.events, seqs) {
+            state = apply(RecordedEvent(seq: UInt64(clamping: seq), time: rows.time, gid: append.gid, event: event), to: state)
+        }
+        guard let state else { throw RequestError.invalidArgument("the first event of transaction \(append.gid) must be `created`") }
+        return PreparedAppend(append: append, base: base, state: state, rows: rows, seqs: seqs)
+    }
+
+    /// One statement for the whole batch: each existing state row is updated only at the version
+    /// and last hash its append was decided on, each new one inserted only if still absent, the
+    /// event rows of exactly those appends inserted, and each claim taken where no other node
+    /// holds an unexpired one (by itself, or with an append). Returns the gids written (with
+    /// whether their append also took its claim) and the gids claimed.
+    private func writeStatement(_ batch: [PreparedAppend], claims: [(gid: String, untilUs: Int64)]) async throws -> (written: [ExactString: Bool], claimed: Set<ExactString>) {
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        var gids = [ByteBuffer](), isNew = [Bool](), expected = [Int64](), expectedHashes = [ByteBuffer](), versions = [Int64]()
+        var lastHashes = [ByteBuffer](), statuses = [Int16](), transTypes = [String](), created = [Int64](), dues = [Int64]()
+        var states = [ByteBuffer](), finished = [Bool](), claimUntil = [Int64]()
+        var seqs = [Int64](), streams = [ByteBuffer](), numbers = [Int64](), times = [Int64](), types = [String]()
+        var payloads = [ByteBuffer](), previousHashes = [ByteBuffer](), hashes = [ByteBuffer]()
+        for append in batch {
+            let state = append.state
+            let gid = ByteBuffer(bytes: Array(append.append.gid.utf8))
+            gids.append(gid)
+            isNew.append(append.append.expectedVersion == nil)
+            expected.append(Int64(clamping: append.append.expectedVersion ?? 0))
+            expectedHashes.append(ByteBuffer(data: append.base?.lastHash ?? Data()))
+            versions.append(Int64(clamping: state.version))
+            lastHashes.append(ByteBuffer(data: append.rows.lastHash))
+            statuses.append(Int16(clamping: state.status.rawValue))
+            transTypes.append(state.transType)
+            created.append(state.createTimeUs)
+            dues.append(!state.status.isTerminal && state.nextDueUs > 0 ? state.nextDueUs : 0)
+            states.append(ByteBuffer(bytes: try state.serializedBytes(options: options) as [UInt8]))
+            finished.append(state.status.isTerminal)
+            claimUntil.append(append.append.claimUntilUs)
+            seqs += append.seqs
+            streams += Array(repeating: gid, count: append.seqs.count)
+            numbers += append.rows.numbers
+            times += Array(repeating: append.rows.time, count: append.seqs.count)
+            types += append.rows.types
+            payloads += append.rows.payloads
+            previousHashes += append.rows.previousHashes
+            hashes += append.rows.hashes
+        }
+        let now = Self.nowUs()
+        let claimGids = claims.map { ByteBuffer(bytes: Array($0.gid.utf8)) }, claimUntils = claims.map(\.untilUs)
+        // A finished transaction is claimed by no one any more.
+        let statement: PostgresQuery = """
+            WITH input AS (
+              SELECT * FROM unnest(\(gids)::bytea[], \(isNew)::boolean[], \(expected)::bigint[], \(expectedHashes)::bytea[], \(versions)::bigint[],
+                \(lastHashes)::bytea[], \(statuses)::smallint[], \(transTypes)::text[], \(created)::bigint[], \(dues)::bigint[], \(states)::bytea[],
+                \(finished)::boolean[], \(claimUntil)::bigint[])
+                AS i(gid, new, expected, expected_hash, version, last_hash, status, trans_type, create_time_us, next_due_us, state, finished,
+                  claim_until)),
+            updated AS (
+              UPDATE \(unescaped: prefix)transactions AS t SET version = i.version, last_hash = i.last_hash, status = i.status,
+                next_due_us = i.next_due_us, state = i.state,
+                claim_owner = CASE WHEN i.finished THEN NULL
+                  WHEN i.claim_until > 0 AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now)) THEN \(configuration.node)
+                  ELSE t.claim_owner END,
+                claim_until_us = CASE WHEN i.finished THEN 0
+                  WHEN i.claim_until > 0 AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now)) THEN i.claim_until
+                  ELSE t.claim_until_us END
+              FROM input AS i WHERE NOT i.new AND t.gid = i.gid AND t.version = i.expected AND t.last_hash = i.expected_hash
+              RETURNING t.gid, i.claim_until > 0 AND t.claim_owner IS NOT DISTINCT FROM \(configuration.node) AS claimed),
+            inserted AS (
+              INSERT INTO \(unescaped: prefix)transactions AS t (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
+                claim_owner, claim_until_us)
+              SELECT gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
+                CASE WHEN claim_until > 0 THEN \(configuration.node) END, claim_until FROM input WHERE new
+              ON CONFLICT (gid) DO NOTHING
+              RETURNING t.gid, t.claim_until_us > 0 AS claimed),
+            written AS (SELECT gid, claimed FROM updated UNION ALL SELECT gid, claimed FROM inserted),
+            events AS (
+              INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
+              SELECT s, st, n, tm, ty, p, ph, h FROM unnest(\(seqs)::bigint[], \(streams)::bytea[], \(numbers)::bigint[], \(times)::bigint[],
+                \(types)::text[], \(payloads)::bytea[], \(previousHashes)::bytea[], \(hashes)::bytea[]) AS e(s, st, n, tm, ty, p, ph, h)
+                WHERE st IN (SELECT gid FROM written)),
+            claimed AS (
+              UPDATE \(unescaped: prefix)transactions AS t SET claim_owner = \(configuration.node), claim_until_us = c.until
+              FROM unnest(\(claimGids)::bytea[], \(claimUntils)::bigint[]) AS c(gid, until)
+              WHERE t.gid = c.gid AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now))
+              RETURNING t.gid)
+            SELECT gid, true, claimed FROM written UNION ALL SELECT gid, false, true FROM claimed
+            """
+        var written = [ExactString: Bool](), claimed = Set<ExactString>()
+        for try await (gid, isWrite, claimedToo) in try await client.query(statement, logger: logger).decode((Data, Bool, Bool).self) {
+            if isWrite {
+                written[String(decoding: gid, as: UTF8.self).exact] = claimedToo
+            } else {
+                claimed.insert(String(decoding: gid, as: UTF8.self).exact)
+            }
+        }
+        return (written, claimed)
+    }
+
+    /// What a failed write reports: a conflict as such, a duplicate new stream as a conflict.
+    static func writeFailure(_ cause: any Error, item: PostgresWriteQueue.Item) -> any Error {
+        if let conflict = cause as? StoreConflict { return conflict }
+        if let psql = cause as? PSQLError, psql.serverInfo?[.sqlState] == "23505", case let .append(_, expectedVersion, _) = item.work {
+            return StoreConflict(gid: item.gid, expectedVersion: expectedVersion, actualVersion: nil)
+        }
+        return describe(cause)
+    }
+
+    func remember(_ gid: String, state: TransactionState, lastHash: Data) {
+        recent.withLock { recent in
+            if recent.count >= Self.recentLimit { recent.removeAll() }
+            recent[gid.exact] = (state, lastHash)
+        }
+    }
+
+    func forget(_ gid: String) {
+        recent.withLock { _ = $0.removeValue(forKey: gid.exact) }
+    }
+}
