@@ -256,6 +256,8 @@ let package = Package(
             name: "DTMBench",
             dependencies: [
                 "DTMWire",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 "Invokers",
                 "EventLog",
                 "LMDBStore",

@@ -114,9 +114,7 @@ extension PostgresTransactionStore {
         guard !ready.isEmpty else { return [] }
         let total = ready.reduce(0) { $0 + $1.append.events.count }
         var seqs = [Int64]()
-        let allocated = try await client.query(
-            "SELECT nextval(pg_get_serial_sequence('\(unescaped: prefix)events', 'seq')) FROM generate_series(1, \(total))", logger: logger)
-        for try await seq in allocated.decode(Int64.self) { seqs.append(seq) }
+        for try await seq in try await client.execute(NextSeqsStatement(count: Int32(clamping: total)), logger: logger) { seqs.append(seq) }
         guard seqs.count == total else { throw RequestError.unavailable("PostgreSQL returned \(seqs.count) seqs for \(total) events") }
         seqs.sort()
         var prepared = [PreparedAppend]()
@@ -182,49 +180,14 @@ extension PostgresTransactionStore {
             previousHashes += append.rows.previousHashes
             hashes += append.rows.hashes
         }
-        let now = Self.nowUs()
-        let claimGids = claims.map { ByteBuffer(bytes: Array($0.gid.utf8)) }, claimUntils = claims.map(\.untilUs)
-        // A finished transaction is claimed by no one any more.
-        let statement: PostgresQuery = """
-            WITH input AS (
-              SELECT * FROM unnest(\(gids)::bytea[], \(isNew)::boolean[], \(expected)::bigint[], \(expectedHashes)::bytea[], \(versions)::bigint[],
-                \(lastHashes)::bytea[], \(statuses)::smallint[], \(transTypes)::text[], \(created)::bigint[], \(dues)::bigint[], \(states)::bytea[],
-                \(finished)::boolean[], \(claimUntil)::bigint[])
-                AS i(gid, new, expected, expected_hash, version, last_hash, status, trans_type, create_time_us, next_due_us, state, finished,
-                  claim_until)),
-            updated AS (
-              UPDATE \(unescaped: prefix)transactions AS t SET version = i.version, last_hash = i.last_hash, status = i.status,
-                next_due_us = i.next_due_us, state = i.state,
-                claim_owner = CASE WHEN i.finished THEN NULL
-                  WHEN i.claim_until > 0 AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now)) THEN \(configuration.node)
-                  ELSE t.claim_owner END,
-                claim_until_us = CASE WHEN i.finished THEN 0
-                  WHEN i.claim_until > 0 AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now)) THEN i.claim_until
-                  ELSE t.claim_until_us END
-              FROM input AS i WHERE NOT i.new AND t.gid = i.gid AND t.version = i.expected AND t.last_hash = i.expected_hash
-              RETURNING t.gid, i.claim_until > 0 AND t.claim_owner IS NOT DISTINCT FROM \(configuration.node) AS claimed),
-            inserted AS (
-              INSERT INTO \(unescaped: prefix)transactions AS t (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
-                claim_owner, claim_until_us)
-              SELECT gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
-                CASE WHEN claim_until > 0 THEN \(configuration.node) END, claim_until FROM input WHERE new
-              ON CONFLICT (gid) DO NOTHING
-              RETURNING t.gid, t.claim_until_us > 0 AS claimed),
-            written AS (SELECT gid, claimed FROM updated UNION ALL SELECT gid, claimed FROM inserted),
-            events AS (
-              INSERT INTO \(unescaped: prefix)events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
-              SELECT s, st, n, tm, ty, p, ph, h FROM unnest(\(seqs)::bigint[], \(streams)::bytea[], \(numbers)::bigint[], \(times)::bigint[],
-                \(types)::text[], \(payloads)::bytea[], \(previousHashes)::bytea[], \(hashes)::bytea[]) AS e(s, st, n, tm, ty, p, ph, h)
-                WHERE st IN (SELECT gid FROM written)),
-            claimed AS (
-              UPDATE \(unescaped: prefix)transactions AS t SET claim_owner = \(configuration.node), claim_until_us = c.until
-              FROM unnest(\(claimGids)::bytea[], \(claimUntils)::bigint[]) AS c(gid, until)
-              WHERE t.gid = c.gid AND (t.claim_owner = \(configuration.node) OR t.claim_until_us < \(now))
-              RETURNING t.gid)
-            SELECT gid, true, claimed FROM written UNION ALL SELECT gid, false, true FROM claimed
-            """
+        let statement = BatchWriteStatement(
+            gids: gids, isNew: isNew, expected: expected, expectedHashes: expectedHashes, versions: versions, lastHashes: lastHashes,
+            statuses: statuses, transTypes: transTypes, created: created, dues: dues, states: states, finished: finished,
+            claimUntil: claimUntil, node: configuration.node, now: Self.nowUs(), seqs: seqs, streams: streams, numbers: numbers,
+            times: times, types: types, payloads: payloads, previousHashes: previousHashes, hashes: hashes,
+            claimGids: claims.map { ByteBuffer(bytes: Array($0.gid.utf8)) }, claimUntils: claims.map(\.untilUs))
         var written = [ExactString: Bool](), claimed = Set<ExactString>()
-        for try await (gid, isWrite, claimedToo) in try await client.query(statement, logger: logger).decode((Data, Bool, Bool).self) {
+        for try await (gid, isWrite, claimedToo) in try await client.execute(statement, logger: logger) {
             if isWrite {
                 written[String(decoding: gid, as: UTF8.self).exact] = claimedToo
             } else {
@@ -252,5 +215,109 @@ extension PostgresTransactionStore {
 
     func forget(_ gid: String) {
         recent.withLock { _ = $0.removeValue(forKey: gid.exact) }
+    }
+}
+
+/// The batch's one statement, prepared once per connection (its tables are found through the
+/// connection's search_path, the configured schema): each existing state row updated only at the
+/// version and last hash its append was decided on, each new one inserted if still absent, the
+/// event rows of exactly those appends, and the claims; a finished transaction is claimed by no
+/// one any more. Rows: (gid, an append's row, whether its claim is held).
+struct BatchWriteStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH input AS (
+          SELECT * FROM unnest($1::bytea[], $2::boolean[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::smallint[], $8::text[],
+            $9::bigint[], $10::bigint[], $11::bytea[], $12::boolean[], $13::bigint[])
+            AS i(gid, new, expected, expected_hash, version, last_hash, status, trans_type, create_time_us, next_due_us, state, finished,
+              claim_until)),
+        updated AS (
+          UPDATE swiftdtm_transactions AS t SET version = i.version, last_hash = i.last_hash, status = i.status,
+            next_due_us = i.next_due_us, state = i.state,
+            claim_owner = CASE WHEN i.finished THEN NULL
+              WHEN i.claim_until > 0 AND (t.claim_owner = $14::text OR t.claim_until_us < $15::bigint) THEN $14::text
+              ELSE t.claim_owner END,
+            claim_until_us = CASE WHEN i.finished THEN 0
+              WHEN i.claim_until > 0 AND (t.claim_owner = $14::text OR t.claim_until_us < $15::bigint) THEN i.claim_until
+              ELSE t.claim_until_us END
+          FROM input AS i WHERE NOT i.new AND t.gid = i.gid AND t.version = i.expected AND t.last_hash = i.expected_hash
+          RETURNING t.gid, i.claim_until > 0 AND t.claim_owner IS NOT DISTINCT FROM $14::text AS claimed),
+        inserted AS (
+          INSERT INTO swiftdtm_transactions AS t (gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
+            claim_owner, claim_until_us)
+          SELECT gid, version, last_hash, status, trans_type, create_time_us, next_due_us, state,
+            CASE WHEN claim_until > 0 THEN $14::text END, claim_until FROM input WHERE new
+          ON CONFLICT (gid) DO NOTHING
+          RETURNING t.gid, t.claim_until_us > 0 AS claimed),
+        written AS (SELECT gid, claimed FROM updated UNION ALL SELECT gid, claimed FROM inserted),
+        events AS (
+          INSERT INTO swiftdtm_events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
+          SELECT s, st, n, tm, ty, p, ph, h FROM unnest($16::bigint[], $17::bytea[], $18::bigint[], $19::bigint[],
+            $20::text[], $21::bytea[], $22::bytea[], $23::bytea[]) AS e(s, st, n, tm, ty, p, ph, h)
+            WHERE st IN (SELECT gid FROM written)),
+        claimed AS (
+          UPDATE swiftdtm_transactions AS t SET claim_owner = $14::text, claim_until_us = c.until
+          FROM unnest($24::bytea[], $25::bigint[]) AS c(gid, until)
+          WHERE t.gid = c.gid AND (t.claim_owner = $14::text OR t.claim_until_us < $15::bigint)
+          RETURNING t.gid)
+        SELECT gid, true, claimed FROM written UNION ALL SELECT gid, false, true FROM claimed
+        """
+    typealias Row = (Data, Bool, Bool)
+
+    let gids: [ByteBuffer], isNew: [Bool], expected: [Int64], expectedHashes: [ByteBuffer], versions: [Int64], lastHashes: [ByteBuffer]
+    let statuses: [Int16], transTypes: [String], created: [Int64], dues: [Int64], states: [ByteBuffer], finished: [Bool]
+    let claimUntil: [Int64], node: String, now: Int64
+    let seqs: [Int64], streams: [ByteBuffer], numbers: [Int64], times: [Int64], types: [String], payloads: [ByteBuffer]
+    let previousHashes: [ByteBuffer], hashes: [ByteBuffer], claimGids: [ByteBuffer], claimUntils: [Int64]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 25)
+        bindings.append(gids)
+        bindings.append(isNew)
+        bindings.append(expected)
+        bindings.append(expectedHashes)
+        bindings.append(versions)
+        bindings.append(lastHashes)
+        bindings.append(statuses)
+        bindings.append(transTypes)
+        bindings.append(created)
+        bindings.append(dues)
+        bindings.append(states)
+        bindings.append(finished)
+        bindings.append(claimUntil)
+        bindings.append(node)
+        bindings.append(now)
+        bindings.append(seqs)
+        bindings.append(streams)
+        bindings.append(numbers)
+        bindings.append(times)
+        bindings.append(types)
+        bindings.append(payloads)
+        bindings.append(previousHashes)
+        bindings.append(hashes)
+        bindings.append(claimGids)
+        bindings.append(claimUntils)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}
+
+/// `count` new event seqs, in one statement prepared once per connection.
+struct NextSeqsStatement: PostgresPreparedStatement {
+    static let sql = "SELECT nextval(pg_get_serial_sequence('swiftdtm_events', 'seq')) FROM generate_series(1, $1::integer)"
+    typealias Row = Int64
+
+    let count: Int32
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(count)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Int64.self)
     }
 }

@@ -1,14 +1,15 @@
 import Projections
 
-/// Follows the events table in global order by polling. A transaction's seq is taken when its
-/// rows are inserted, so a later seq can commit first: a gap is waited for (it is an append still
-/// committing) for up to `gapPatience`, then passed (it was a rolled-back append, or a seq
-/// PostgreSQL skipped).
+/// Follows the events table in global order by polling. An append's seqs are taken just before
+/// its statement, so a later seq can commit first: a gap is waited for (an append still
+/// committing) for up to `gapPatience`, then passed (an append that lost its compare-and-append
+/// or was rolled back: its seqs never commit). Every node's statements end within
+/// `PostgresStoreConfiguration.writeTimeout`, so a gap still open after that never fills.
 struct PostgresFollow: AsyncSequence {
     typealias Element = RecordedEvent
 
     static let interval: Duration = .milliseconds(200)
-    static let gapPatience: Duration = .seconds(2)
+    static let gapPatience: Duration = PostgresStoreConfiguration.writeTimeout + .seconds(2)
 
     let store: PostgresTransactionStore
     let after: Int64

@@ -20,6 +20,13 @@ public struct PostgresStoreConfiguration: Sendable {
     public var database = "dtm"
     /// The schema that holds SwiftDTM's tables (created if missing; the database must exist).
     public var schema = "public"
+    /// The longest any statement may run (PostgreSQL's statement_timeout); nil: no limit (a
+    /// reader such as dtmctl). A node's appends are bounded by it, which is what lets a follower
+    /// of the log pass a seq that never commits (`PostgresFollow.gapPatience`): keep the default
+    /// on every node.
+    public var statementTimeout: Duration? = PostgresStoreConfiguration.writeTimeout
+    /// The statement timeout of dtmd nodes.
+    public static let writeTimeout: Duration = .seconds(5)
     /// This node's name in the claims it takes.
     public var node = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
 
@@ -66,6 +73,11 @@ public final class PostgresTransactionStore: TransactionStore {
             password: configuration.password.isEmpty ? nil : configuration.password, database: configuration.database,
             tls: .prefer(.makeClientConfiguration()))
         options.options.maximumConnections = 32
+        // The prepared statements name their tables without the schema.
+        options.options.additionalStartupParameters = [("search_path", "\"\(configuration.schema)\"")]
+        if let timeout = configuration.statementTimeout {
+            options.options.additionalStartupParameters.append(("statement_timeout", String(max(Self.microseconds(timeout) / 1000, 1))))
+        }
         client = PostgresClient(configuration: options, backgroundLogger: logger)
     }
 

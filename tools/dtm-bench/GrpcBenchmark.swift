@@ -5,6 +5,8 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
+import Logging
+import PostgresNIO
 import Synchronization
 
 /// `dtm-bench grpc`: durable 2-branch msg transactions per second through dtmd, and in the same
@@ -35,8 +37,26 @@ struct GrpcBenchmark: AsyncParsableCommand {
     @Option(help: "The transactions: msg or saga (2 branches each, WaitResult).")
     var mode = "msg"
 
+    @Option(help: "Also measure dtmd on this PostgreSQL (host:port), one node and then two nodes sharing it, each phase in a fresh schema that is dropped after it.")
+    var postgres: String?
+
+    @Option(help: "The PostgreSQL database (it must exist).")
+    var postgresDb = "dtm"
+
+    @Option(help: "The PostgreSQL user (trust or password in PGPASSWORD).")
+    var postgresUser = "postgres"
+
     func validate() throws {
         guard ["msg", "saga"].contains(mode) else { throw ValidationError("--mode must be msg or saga") }
+        if let postgres { _ = try Self.hostPort(postgres) }
+    }
+
+    static func hostPort(_ text: String) throws -> (host: String, port: Int) {
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+            throw ValidationError("--postgres must be host:port, got '\(text)'")
+        }
+        return (String(parts[0]), port)
     }
 
     func run() async throws {
@@ -48,15 +68,13 @@ struct GrpcBenchmark: AsyncParsableCommand {
                 throw ValidationError("the branch server did not start")
             }
             let busiPort = branchPort ?? builtInPort
-            let server = try DtmdProcess(executable: dtmd, logLevel: logLevel, noSync: noSync)
-            defer { server.stop() }
             print("dtm-bench grpc: \(mode), \(clients) clients, \(seconds) s per phase, dtmd fsync=\(!noSync), LogLevel \(logLevel), branches on \(branchPort.map { "127.0.0.1:\($0)" } ?? "the built-in Swift server"), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
             // As dtmd calls branches: a call made while the connection is being set up waits for it.
             var rawOptions = CallOptions.defaults
             rawOptions.waitForReady = true
             let options = rawOptions
-            let raw = try await measure(target: busiPort, answeringServerPings: branchPort != nil) { client in
+            let raw = try await measure(targets: [busiPort], answeringServerPings: branchPort != nil) { client in
                 for method in ["Submit", "TransOut", "TransIn"] {
                     try await client.unary(
                         request: ClientRequest(message: BenchBranchServer.payload),
@@ -67,39 +85,64 @@ struct GrpcBenchmark: AsyncParsableCommand {
             }
             report("raw ceiling (3 RPCs, no coordinator)", raw)
 
-            try await server.waitUntilServing()
-            let branch = { (method: String) in "127.0.0.1:\(busiPort)/busi.Busi/\(method)" }
-            let steps = mode == "saga"
-                ? #"[{"action":"\#(branch("TransOut"))","compensate":"\#(branch("TransOutRevert"))"},{"action":"\#(branch("TransIn"))","compensate":"\#(branch("TransInRevert"))"}]"#
-                : #"[{"action":"\#(branch("TransOut"))"},{"action":"\#(branch("TransIn"))"}]"#
-            let transType = mode
-            let firstRoundFailures = Atomic<Int>(0)
-            let coordinated = try await measure(target: server.grpcPort, cpu: { server.cpuSeconds() }) { client in
-                let dtm = Dtmgimp_Dtm.Client(wrapping: client)
-                let request = Dtmgimp_DtmRequest.with {
-                    $0.gid = UUID().uuidString
-                    $0.transType = transType
-                    $0.steps = steps
-                    $0.binPayloads = [Data(BenchBranchServer.payload), Data(BenchBranchServer.payload)]
-                    $0.transOptions.waitResult = true
-                }
-                do {
-                    _ = try await dtm.submit(request: ClientRequest(message: request))
-                } catch let error as RPCError where error.code == .aborted {
-                    // WaitResult's FAILURE: the first round did not finish the transaction.
-                    if firstRoundFailures.add(1, ordering: .relaxed).newValue <= 3 { print("first round failed: \(error.message)") }
-                    throw error
+            let lmdb = try await coordinated(label: "dtmd \(mode) on LMDB", busiPort: busiPort, nodes: ["STORE_DRIVER": "lmdb"], count: 1)
+            print(String(format: "dtmd / raw ceiling:        %5.1f %%", 100 * lmdb.rate / raw.rate))
+            if let postgres {
+                let (host, port) = try Self.hostPort(postgres)
+                let database = PostgresBenchDatabase(host: host, port: port, user: postgresUser, database: postgresDb)
+                for count in [1, 2] {
+                    let schema = "dtm_bench_\(getpid())_\(count)"
+                    let store = ["STORE_DRIVER": "postgres", "STORE_HOST": host, "STORE_PORT": String(port), "STORE_USER": postgresUser,
+                                 "STORE_DB": postgresDb, "STORE_SCHEMA": schema]
+                    let result = try await coordinated(
+                        label: "dtmd \(mode) on PostgreSQL, \(count) node\(count == 1 ? "" : "s")", busiPort: busiPort, nodes: store, count: count)
+                    try await database.drop(schema: schema)
+                    print(String(format: "  / LMDB:                  %5.1f %%", 100 * result.rate / lmdb.rate))
                 }
             }
-            report("dtmd \(mode), 2 branches, WaitResult", coordinated)
-            print(String(format: "dtmd / raw ceiling:        %5.1f %%", 100 * coordinated.rate / raw.rate))
-            if let cpu = coordinated.cpuSeconds, coordinated.transactions > 0 {
-                // Steadier than tx/s on a shared, noisy machine: what one transaction costs dtmd.
-                print(String(format: "dtmd CPU per transaction:  %5.0f µs (user + system, measured phase)", cpu * 1e6 / Double(coordinated.transactions)))
-            }
-            print("failed first rounds:       \(firstRoundFailures.load(ordering: .relaxed))")
             guard branchPort != nil || busi.calls.count.load(ordering: .relaxed) > 0 else { throw ValidationError("no branch calls arrived") }
         }
+    }
+
+    /// 2-branch WaitResult transactions through `count` dtmd nodes started with `nodes` in their
+    /// environment (the clients spread over them); reports and returns the measurement.
+    private func coordinated(label: String, busiPort: Int, nodes environment: [String: String], count: Int) async throws -> Result {
+        let servers = try (0..<count).map { _ in try DtmdProcess(executable: dtmd, logLevel: logLevel, noSync: noSync, environment: environment) }
+        defer { for server in servers { server.stop() } }
+        for server in servers { try await server.waitUntilServing() }
+        let branch = { (method: String) in "127.0.0.1:\(busiPort)/busi.Busi/\(method)" }
+        let steps = mode == "saga"
+            ? #"[{"action":"\#(branch("TransOut"))","compensate":"\#(branch("TransOutRevert"))"},{"action":"\#(branch("TransIn"))","compensate":"\#(branch("TransInRevert"))"}]"#
+            : #"[{"action":"\#(branch("TransOut"))"},{"action":"\#(branch("TransIn"))"}]"#
+        let transType = mode
+        let firstRoundFailures = Atomic<Int>(0)
+        let result = try await measure(targets: servers.map(\.grpcPort), cpu: {
+            let used = servers.compactMap { $0.cpuSeconds() }
+            return used.count == servers.count ? used.reduce(0, +) : nil
+        }) { client in
+            let dtm = Dtmgimp_Dtm.Client(wrapping: client)
+            let request = Dtmgimp_DtmRequest.with {
+                $0.gid = UUID().uuidString
+                $0.transType = transType
+                $0.steps = steps
+                $0.binPayloads = [Data(BenchBranchServer.payload), Data(BenchBranchServer.payload)]
+                $0.transOptions.waitResult = true
+            }
+            do {
+                _ = try await dtm.submit(request: ClientRequest(message: request))
+            } catch let error as RPCError where error.code == .aborted {
+                // WaitResult's FAILURE: the first round did not finish the transaction.
+                if firstRoundFailures.add(1, ordering: .relaxed).newValue <= 3 { print("first round failed: \(error.message)") }
+                throw error
+            }
+        }
+        report("\(label), 2 branches, WaitResult", result)
+        if let cpu = result.cpuSeconds, result.transactions > 0 {
+            // Steadier than tx/s on a shared, noisy machine: what one transaction costs dtmd.
+            print(String(format: "  dtmd CPU per transaction: %5.0f µs (user + system, measured phase, all nodes)", cpu * 1e6 / Double(result.transactions)))
+        }
+        print("  failed first rounds:      \(firstRoundFailures.load(ordering: .relaxed))")
+        return result
     }
 
     struct Result {
@@ -111,23 +154,25 @@ struct GrpcBenchmark: AsyncParsableCommand {
         let cpuSeconds: Double?
     }
 
-    /// Runs `clients` loops of `body` over one HTTP/2 connection to `port`; one second of warm-up,
-    /// then `seconds` measured.
+    /// Runs `clients` loops of `body`, spread over one HTTP/2 connection to each of `targets`
+    /// (ports on 127.0.0.1); one second of warm-up, then `seconds` measured.
     /// `answeringServerPings`: connect as dtmd connects to branches (grpc-go and C-core servers
     /// ping once per call, which grpc-swift's default connection limits).
     /// `cpu`: a process's CPU seconds so far, sampled when the measured seconds start and end.
     private func measure(
-        target port: Int, answeringServerPings: Bool = false, cpu: (@Sendable () -> Double?)? = nil,
+        targets ports: [Int], answeringServerPings: Bool = false, cpu: (@Sendable () -> Double?)? = nil,
         _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void
     ) async throws -> Result {
-        guard let address = HostPort("127.0.0.1:\(port)") else { throw ValidationError("port \(port) is not a port") }
-        let transport = answeringServerPings
-            ? try GrpcBranchInvoker.transport(to: address)
-            : try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
-        let client = GRPCClient(transport: transport)
+        let connections = try ports.map { port in
+            guard let address = HostPort("127.0.0.1:\(port)") else { throw ValidationError("port \(port) is not a port") }
+            let transport = answeringServerPings
+                ? try GrpcBranchInvoker.transport(to: address)
+                : try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+            return GRPCClient(transport: transport)
+        }
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.runConnections() }
-            defer { client.beginGracefulShutdown() }
+            for connection in connections { group.addTask { try await connection.runConnections() } }
+            defer { for connection in connections { connection.beginGracefulShutdown() } }
             let start = ContinuousClock.now + .seconds(1)
             let end = start + .seconds(seconds)
             async let cpuUsed: Double? = {
@@ -139,7 +184,8 @@ struct GrpcBenchmark: AsyncParsableCommand {
                 return after - before
             }()
             let perClient = try await withThrowingTaskGroup(of: ([Duration], Int).self) { clientsGroup in
-                for _ in 0..<clients {
+                for index in 0..<clients {
+                    let client = connections[index % connections.count]
                     clientsGroup.addTask {
                         var latencies = [Duration]()
                         var failures = 0
@@ -171,7 +217,7 @@ struct GrpcBenchmark: AsyncParsableCommand {
             let index = min(result.latencies.count - 1, Int(Double(result.latencies.count) * p))
             return milliseconds(result.latencies[index])
         }
-        print(String(format: "%-38@ %8.0f tx/s  p50 %@ ms  p99 %@ ms  (%d tx, %d errors)",
+        print(String(format: "%-58@ %8.0f tx/s  p50 %@ ms  p99 %@ ms  (%d tx, %d errors)",
                      name as NSString, result.rate, percentile(0.5) as NSString, percentile(0.99) as NSString,
                      result.transactions, result.failures))
     }
@@ -216,14 +262,15 @@ final class DtmdProcess: @unchecked Sendable {
 
     private let ownsDirectory: Bool
 
-    /// Starts dtmd on `dataDirectory`, or on a fresh directory that `stop()` removes.
-    init(executable: String?, logLevel: String, noSync: Bool, dataDirectory: String? = nil) throws {
+    /// Starts dtmd on `dataDirectory`, or on a fresh directory that `stop()` removes, with
+    /// `environment` added to its own (e.g. the STORE_* keys of a PostgreSQL store).
+    init(executable: String?, logLevel: String, noSync: Bool, dataDirectory: String? = nil, environment extra: [String: String] = [:]) throws {
         let path = executable ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dtmd").path
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw ValidationError("dtmd not found at \(path): build it (swift build -c release --product dtmd) or pass --dtmd")
         }
         ownsDirectory = dataDirectory == nil
-        directory = dataDirectory ?? NSTemporaryDirectory() + "dtm-bench-dtmd-\(getpid())"
+        directory = dataDirectory ?? NSTemporaryDirectory() + "dtm-bench-dtmd-\(getpid())-\(UUID().uuidString.prefix(8))"
         if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
         // Below the ephemeral port range: polling a port in it with connects can self-connect and take it.
         grpcPort = Int.random(in: 20000..<30000)
@@ -235,6 +282,7 @@ final class DtmdProcess: @unchecked Sendable {
         environment["HTTP_PORT"] = String(grpcPort + 1)
         environment["LISTEN_ADDRESS"] = "127.0.0.1"
         environment["LOG_LEVEL"] = logLevel
+        environment.merge(extra) { $1 }
         process.environment = environment
         try process.run()
     }
@@ -325,5 +373,28 @@ struct RestartBenchmark: AsyncParsableCommand {
             server.stop()
         }
         print("dtmd start to first NewGid answer on \(data): " + times.map { "\(milliseconds($0)) ms" }.joined(separator: ", "))
+    }
+}
+
+/// The PostgreSQL the benchmark's dtmd nodes share: each phase's schema is dropped after it.
+struct PostgresBenchDatabase {
+    let host: String
+    let port: Int
+    let user: String
+    let database: String
+
+    func drop(schema: String) async throws {
+        let logger = Logger(label: "dtm-bench")
+        let configuration = PostgresConnection.Configuration(
+            host: host, port: port, username: user, password: ProcessInfo.processInfo.environment["PGPASSWORD"],
+            database: database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"), logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
     }
 }

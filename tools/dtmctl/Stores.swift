@@ -129,7 +129,9 @@ struct DataOptions: ParsableArguments {
         if let configuration = try configuration(), configuration.storeDriver == "postgres" {
             let store: PostgresTransactionStore
             do {
-                store = try PostgresTransactionStore(configuration.postgresStore)
+                var readOnly = configuration.postgresStore
+                readOnly.statementTimeout = nil  // a whole-store verify or export may take long
+                store = try PostgresTransactionStore(readOnly)
             } catch {
                 throw CannotOpen(path: "PostgreSQL \(configuration.storeHost):\(configuration.storePort)", reason: "\(error)")
             }
