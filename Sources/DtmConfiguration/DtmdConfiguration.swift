@@ -11,13 +11,8 @@ import Yams
 public struct DtmdConfiguration: Sendable, Equatable {
     /// `lmdb` (the embedded log, the default) or `postgres` (shared by several nodes).
     public var storeDriver = "lmdb"
-    /// dtm's SQL keys, for Driver postgres.
-    public var storeHost = "127.0.0.1"
-    public var storePort = 5432
-    public var storeUser = "postgres"
-    public var storePassword = ""
-    public var storeDb = "dtm"
-    public var storeSchema = "public"
+    /// dtm's SQL keys (Host, Port, User, Password, Db, Schema), for Driver postgres.
+    public var postgresStore = PostgresStoreConfiguration()
     /// SwiftDTM's key: the LMDB directory.
     public var storePath = "./data"
     /// SwiftDTM's key: `sync` (fsync every commit, the default) or `nosync` (tests only).
@@ -49,12 +44,12 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("Store.Driver", { $0.storeDriver = try text($1, $2) }),
         ("Store.Path", { $0.storePath = try text($1, $2) }),
         ("Store.Durability", { $0.storeDurability = try text($1, $2) }),
-        ("Store.Host", { $0.storeHost = try text($1, $2) }),
-        ("Store.Port", { $0.storePort = try port($1, $2) }),
-        ("Store.User", { $0.storeUser = try text($1, $2) }),
-        ("Store.Password", { $0.storePassword = try text($1, $2) }),
-        ("Store.Db", { $0.storeDb = try text($1, $2) }),
-        ("Store.Schema", { $0.storeSchema = try text($1, $2) }),
+        ("Store.Host", { $0.postgresStore.host = try text($1, $2) }),
+        ("Store.Port", { $0.postgresStore.port = try port($1, $2) }),
+        ("Store.User", { $0.postgresStore.user = try text($1, $2) }),
+        ("Store.Password", { $0.postgresStore.password = try text($1, $2) }),
+        ("Store.Db", { $0.postgresStore.database = try text($1, $2) }),
+        ("Store.Schema", { $0.postgresStore.schema = try text($1, $2) }),
         ("TransCronInterval", { $0.transCronInterval = try positiveSeconds($1, $2) }),
         ("TimeoutToFail", { $0.timeoutToFail = try positiveInteger($1, $2) }),
         ("RetryInterval", { $0.retryInterval = try positiveInteger($1, $2) }),
@@ -211,18 +206,6 @@ extension DtmdConfiguration {
             throw Invalid(description: "cannot read config file: \(error)")
         }
         return try load(yaml: yaml, environment: ProcessInfo.processInfo.environment, warnings: &warnings)
-    }
-
-    /// The PostgreSQL store these keys name (Driver postgres).
-    public var postgresStore: PostgresStoreConfiguration {
-        var store = PostgresStoreConfiguration()
-        store.host = storeHost
-        store.port = storePort
-        store.user = storeUser
-        store.password = storePassword
-        store.database = storeDb
-        store.schema = storeSchema
-        return store
     }
 
     /// The embedded store these keys name (Driver lmdb).

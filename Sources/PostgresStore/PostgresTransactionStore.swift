@@ -12,11 +12,13 @@ import Synchronization
 public import TransactionStore
 
 /// Where the shared store lives (dtm's `Store` keys for a SQL driver) and who this node is.
-public struct PostgresStoreConfiguration: Sendable {
+public struct PostgresStoreConfiguration: Sendable, Equatable {
+    /// Where PostgreSQL listens.
     public var host = "127.0.0.1"
     public var port = 5432
     public var user = "postgres"
     public var password = ""
+    /// The database (it must exist).
     public var database = "dtm"
     /// The schema that holds SwiftDTM's tables (created if missing; the database must exist).
     public var schema = "public"
@@ -31,6 +33,9 @@ public struct PostgresStoreConfiguration: Sendable {
     public var node = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
 
     public init() {}
+
+    /// `host:port/database schema`, for messages.
+    public var description: String { "\(host):\(port)/\(database) schema \(schema)" }
 }
 
 /// The shared `TransactionStore` on PostgreSQL, for several dtmd nodes: the same events and the

@@ -63,7 +63,7 @@ struct Dtmd: AsyncParsableCommand {
                 pool.addTask { await store.run() }
                 try await store.prepareSchema()
                 logger.info("PostgreSQL store ready", metadata: [
-                    "host": "\(settings.storeHost):\(settings.storePort)", "db": "\(settings.storeDb)", "schema": "\(settings.storeSchema)",
+                    "store": "\(configuration.description)",
                     "node": "\(configuration.node)"])
                 try await serve(settings, store: store, storeService: [], registry: registry, logger: logger)
                 pool.cancelAll()

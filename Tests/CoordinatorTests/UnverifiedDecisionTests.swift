@@ -12,7 +12,7 @@ import TransactionStore
 /// A store that offers client commands a stale state to decide on, as a shared store's node does
 /// for a gid another node changed (or one it never wrote: nil): the append decided on it must
 /// fail, and the command must be decided again on the current state.
-final class StaleDecisionStore: TransactionStore {
+final class StaleDecisionStore: ForwardingStore {
     let inner: InMemoryTransactionStore
     /// What `decisionState` answers per gid (absent: nil), unverified.
     let stale = Mutex<[String: TransactionState]>([:])
@@ -28,23 +28,6 @@ final class StaleDecisionStore: TransactionStore {
         freshReads.withLock { $0 += 1 }
         return try await inner.transaction(gid)
     }
-
-    func append(_ events: [TransactionEvent], to gid: String, expectedVersion: UInt64?) async throws -> any PendingAppend {
-        try await inner.append(events, to: gid, expectedVersion: expectedVersion)
-    }
-
-    func claimDue(atOrBefore time: Int64, limit: Int, lease: Duration) async throws -> [String] { try await inner.claimDue(atOrBefore: time, limit: limit, lease: lease) }
-    func claim(_ gid: String, lease: Duration) async throws -> Bool { try await inner.claim(gid, lease: lease) }
-    func release(_ gid: String, holdFor: Duration) async { await inner.release(gid, holdFor: holdFor) }
-    func scheduled(after time: Int64, limit: Int) async throws -> [String] { try await inner.scheduled(after: time, limit: limit) }
-    func nextDueTime() async throws -> Int64? { try await inner.nextDueTime() }
-    func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
-        try await inner.transactions(matching: filter, page: page, limit: limit)
-    }
-    func kvRecord(cat: String, key: String) async throws -> KVState? { try await inner.kvRecord(cat: cat, key: key) }
-    func kvRecords(cat: String, after position: String?, limit: Int) async throws -> [KVState] { try await inner.kvRecords(cat: cat, after: position, limit: limit) }
-    func history(of gid: String) async throws -> [RecordedEvent] { try await inner.history(of: gid) }
-    func follow(after seq: UInt64) -> any AsyncSequence<RecordedEvent, any Error> { inner.follow(after: seq) }
 }
 
 /// Confirms every call.

@@ -133,7 +133,7 @@ struct DataOptions: ParsableArguments {
                 readOnly.statementTimeout = nil  // a whole-store verify or export may take long
                 store = try PostgresTransactionStore(readOnly)
             } catch {
-                throw CannotOpen(path: "PostgreSQL \(configuration.storeHost):\(configuration.storePort)", reason: "\(error)")
+                throw CannotOpen(path: "PostgreSQL \(configuration.postgresStore.description)", reason: "\(error)")
             }
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await store.run() }
@@ -141,7 +141,7 @@ struct DataOptions: ParsableArguments {
                 do {
                     try await store.requireSchema()
                 } catch {
-                    throw CannotOpen(path: "PostgreSQL \(configuration.storeHost):\(configuration.storePort)/\(configuration.storeDb) schema \(configuration.storeSchema)", reason: "\(error)")
+                    throw CannotOpen(path: "PostgreSQL \(configuration.postgresStore.description)", reason: "\(error)")
                 }
                 return try await body(.postgres(store))
             }
