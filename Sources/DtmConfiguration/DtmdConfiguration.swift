@@ -44,6 +44,8 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("Store.Driver", { $0.storeDriver = try text($1, $2) }),
         ("Store.Path", { $0.storePath = try text($1, $2) }),
         ("Store.Durability", { $0.storeDurability = try text($1, $2) }),
+        ("Store.SslMode", { $0.postgresStore.sslMode = try sslMode($1, $2) }),
+        ("Store.SslRootCert", { $0.postgresStore.sslRootCert = try text($1, $2) }),
         ("Store.Host", { $0.postgresStore.host = try text($1, $2) }),
         ("Store.Port", { $0.postgresStore.port = try port($1, $2) }),
         ("Store.User", { $0.postgresStore.user = try text($1, $2) }),
@@ -162,6 +164,14 @@ public struct DtmdConfiguration: Sendable, Equatable {
         case is NSNull: return ""
         default: throw Invalid(description: "\(path) must be a string, got \(value)")
         }
+    }
+
+    private static func sslMode(_ path: String, _ value: Any) throws -> PostgresStoreConfiguration.TLSMode {
+        let name = try text(path, value)
+        guard let mode = PostgresStoreConfiguration.TLSMode(rawValue: name) else {
+            throw Invalid(description: "\(path) must be one of \(PostgresStoreConfiguration.TLSMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+        }
+        return mode
     }
 
     private static func positiveSeconds(_ path: String, _ value: Any) throws -> Double {

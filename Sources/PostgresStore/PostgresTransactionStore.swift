@@ -22,6 +22,19 @@ public struct PostgresStoreConfiguration: Sendable, Equatable {
     public var database = "dtm"
     /// The schema that holds SwiftDTM's tables (created if missing; the database must exist).
     public var schema = "public"
+    /// Whether the connections are encrypted, with libpq's sslmode names: `disable`, `prefer`
+    /// (TLS when the server offers it, the default), `require` (TLS, the certificate not checked),
+    /// `verify-full` (TLS, the certificate checked against `sslRootCert` or the system's roots
+    /// and the host name).
+    public enum TLSMode: String, Sendable, Equatable, CaseIterable {
+        case disable, prefer, require
+        case verifyFull = "verify-full"
+    }
+
+    public var sslMode = TLSMode.prefer
+    /// A PEM file of the certificates `verify-full` trusts; empty: the system's roots.
+    public var sslRootCert = ""
+
     /// The longest any statement may run (PostgreSQL's statement_timeout); nil: no limit (a
     /// reader such as dtmctl). A node's appends are bounded by it, which is what lets a follower
     /// of the log pass a seq that never commits (`PostgresFollow.gapPatience`): keep the default
@@ -76,7 +89,7 @@ public final class PostgresTransactionStore: TransactionStore {
         var options = PostgresClient.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.user,
             password: configuration.password.isEmpty ? nil : configuration.password, database: configuration.database,
-            tls: .prefer(.makeClientConfiguration()))
+            tls: Self.tls(configuration))
         options.options.maximumConnections = 32
         // The prepared statements name their tables without the schema.
         options.options.additionalStartupParameters = [("search_path", "\"\(configuration.schema)\"")]
@@ -84,6 +97,48 @@ public final class PostgresTransactionStore: TransactionStore {
             options.options.additionalStartupParameters.append(("statement_timeout", String(max(Self.microseconds(timeout) / 1000, 1))))
         }
         client = PostgresClient(configuration: options, backgroundLogger: logger)
+    }
+
+    /// The TLS settings of `configuration.sslMode`; nil for `disable`.
+    static func tls(_ configuration: PostgresStoreConfiguration) -> TLSConfiguration? {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch configuration.sslMode {
+        case .disable:
+            return nil
+        case .prefer, .require:
+            // As libpq: encrypted, but the certificate is not checked.
+            tls.certificateVerification = .none
+        case .verifyFull:
+            if !configuration.sslRootCert.isEmpty { tls.trustRoots = .file(configuration.sslRootCert) }
+        }
+        return tls
+    }
+
+    static func tls(_ configuration: PostgresStoreConfiguration) -> PostgresClient.Configuration.TLS {
+        guard let tls: TLSConfiguration = tls(configuration) else { return .disable }
+        return configuration.sslMode == .prefer ? .prefer(tls) : .require(tls)
+    }
+
+    /// Opens one connection as the pool would, so that a server that cannot be reached, refuses
+    /// the user or fails the TLS check is reported at once instead of retried by the pool.
+    func checkConnection() async throws {
+        let tls: PostgresConnection.Configuration.TLS
+        if let settings: TLSConfiguration = Self.tls(configuration) {
+            tls = configuration.sslMode == .prefer ? .prefer(try NIOSSLContext(configuration: settings)) : .require(try NIOSSLContext(configuration: settings))
+        } else {
+            tls = .disable
+        }
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                configuration: .init(host: configuration.host, port: configuration.port, username: configuration.user,
+                                     password: configuration.password.isEmpty ? nil : configuration.password,
+                                     database: configuration.database, tls: tls),
+                id: 0, logger: logger)
+        } catch {
+            throw RequestError.unavailable("cannot connect to PostgreSQL at \(configuration.description) (Store.SslMode \(configuration.sslMode.rawValue)): \(String(reflecting: error))")
+        }
+        try? await connection.close()
     }
 
     /// Runs the connection pool and the append writers until the task is cancelled; every
@@ -104,6 +159,7 @@ public final class PostgresTransactionStore: TransactionStore {
     /// Creates the schema's tables and indexes when missing, and refuses tables written by an
     /// incompatible version.
     public func prepareSchema() async throws {
+        try await checkConnection()
         await poolStarted()
         try await storage {
             try await client.withTransaction(logger: logger) { connection in
@@ -130,6 +186,7 @@ public final class PostgresTransactionStore: TransactionStore {
     /// Checks, without creating anything, that the schema holds SwiftDTM tables of this version
     /// (a reader such as dtmctl must not create an empty store where it expected dtmd's).
     public func requireSchema() async throws {
+        try await checkConnection()
         await poolStarted()
         try await storage {
             let tables = try await client.query(
@@ -172,6 +229,9 @@ public final class PostgresTransactionStore: TransactionStore {
               trans_type text NOT NULL, create_time_us bigint NOT NULL, next_due_us bigint NOT NULL,
               claim_owner text, claim_until_us bigint NOT NULL DEFAULT 0, state bytea NOT NULL)
             """,
+            // A transaction's row is rewritten by each of its appends: room on its page lets most of
+            // those be heap-only updates, which touch no index.
+            "ALTER TABLE \(prefix)transactions SET (fillfactor = 50)",
             "CREATE INDEX IF NOT EXISTS swiftdtm_transactions_due ON \(prefix)transactions (next_due_us) WHERE next_due_us > 0",
             "CREATE INDEX IF NOT EXISTS swiftdtm_transactions_created ON \(prefix)transactions (create_time_us DESC, gid DESC)",
             """

@@ -338,10 +338,20 @@ class Postgres:
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self.shutil = shutil
         self.run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        # TLS with a self-signed certificate for 127.0.0.1; `ca` is that certificate, to trust it.
+        key, cert = self.dir / "data" / "server.key", self.dir / "data" / "server.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        self.ca = self.dir / "ca.crt"
+        shutil.copy(cert, self.ca)
+        os.chmod(key, 0o600)
+        if os.geteuid() == 0:
+            for path in (key, cert):
+                os.chown(path, user.pw_uid, user.pw_gid)
         self.log = open(self.dir / "postgres.log", "ab")
         self.process = subprocess.Popen(
             self.as_user + [str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-p", str(self.port), "-k", str(self.dir),
-                            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+                            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200", "-c", "ssl=on"],
             stdout=self.log, stderr=self.log)
         wait_for(lambda: self.run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False) == 0, timeout=30,
                  what="PostgreSQL to accept connections")
@@ -354,8 +364,10 @@ class Postgres:
         return result.returncode
 
     def sql(self, statement, db="dtm"):
+        # Unencrypted, so the test's own connection is not counted among dtmd's TLS ones.
         return subprocess.run(self.as_user + [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                                              "-d", db, "-At", "-c", statement], capture_output=True, text=True, cwd="/", check=True).stdout
+                                              "-d", db, "-At", "-c", statement], capture_output=True, text=True, cwd="/", check=True,
+                              env=dict(os.environ, PGSSLMODE="disable")).stdout
 
     def store(self, schema="public"):
         """dtmd's Store keys for this cluster."""

@@ -376,3 +376,42 @@ def test_dtmcli_tcc_across_two_nodes(tmp_path, postgres, schema, http_busi):
     finally:
         a.stop()
         b.stop()
+
+
+def test_tls_to_postgresql_with_libpqs_sslmodes(tmp_path, postgres, schema, pb, busi):
+    """Store.SslMode as libpq's sslmode: require and verify-full (trusting the cluster's
+    certificate) encrypt dtmd's connections, disable does not; verify-full refuses a certificate
+    it cannot verify, with a message, instead of starting."""
+    import subprocess
+
+    from conftest import DTMD, wait_for
+
+    def encrypted():
+        return int(postgres.sql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = 'dtm'").strip())
+
+    for mode, extra, expect_tls in [("require", {}, True), ("verify-full", {"SslRootCert": str(postgres.ca)}, True), ("disable", {}, False)]:
+        wait_for(lambda: encrypted() == 0, timeout=10, what="the previous node's connections to close")
+        directory = tmp_path / mode
+        directory.mkdir()
+        server = Dtmd(directory, Store={**postgres.store(schema), "SslMode": mode, **extra}).start()
+        try:
+            dtm = stub(server, pb)
+            gid = new_gid(dtm)
+            dtm.Submit(request(pb, gid, "saga", saga_steps(busi, 1), [b"1"], WaitResult=True))
+            assert server.status(gid) == "succeed"
+            assert (encrypted() > 0) == expect_tls, mode
+        finally:
+            server.stop()
+
+    directory = tmp_path / "untrusted"
+    directory.mkdir()
+    refused = Dtmd(directory, Store={**postgres.store(schema), "SslMode": "verify-full"})
+    result = subprocess.run([str(DTMD), "-c", str(refused.config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "certificate" in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+
+    directory = tmp_path / "bad-mode"
+    directory.mkdir()
+    bad = Dtmd(directory, Store={**postgres.store(schema), "SslMode": "sometimes"})
+    result = subprocess.run([str(DTMD), "-c", str(bad.config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Store.SslMode must be one of disable, prefer, require, verify-full" in result.stderr, result.stderr
