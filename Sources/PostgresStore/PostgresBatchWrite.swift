@@ -51,7 +51,8 @@ extension PostgresTransactionStore {
                 return
             }
             logger.debug("a batch of \(batch.count) writes failed; writing them one by one", metadata: ["error": "\(Self.describe(cause))"])
-            for item in batch { await write([item]) }
+            // Those already answered (a conflict found before the statement) stay answered.
+            for item in batch where !item.outcome.isCompleted { await write([item]) }
         }
     }
 

@@ -125,8 +125,10 @@ final class PostgresWriteQueue: Sendable {
 final class PostgresWrite: PendingAppend {
     private let state = Mutex<(result: Result<Bool, any Error>?, waiters: [CheckedContinuation<Bool, any Error>])>((nil, []))
 
+    /// Records `result` unless one is recorded already (the first outcome is the one told).
     func complete(_ result: Result<Bool, any Error>) {
-        let waiters = state.withLock { state in
+        let waiters = state.withLock { state -> [CheckedContinuation<Bool, any Error>] in
+            guard state.result == nil else { return [] }
             state.result = result
             defer { state.waiters.removeAll() }
             return state.waiters
@@ -137,6 +139,9 @@ final class PostgresWrite: PendingAppend {
     func durable() async throws {
         _ = try await written()
     }
+
+    /// Whether the write's outcome is known.
+    var isCompleted: Bool { state.withLock { $0.result != nil } }
 
     /// Waits for the batch; whether the claim asked for was taken.
     func written() async throws -> Bool {

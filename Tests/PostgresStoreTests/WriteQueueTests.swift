@@ -65,4 +65,13 @@ import Testing
         writer.cancel()
         #expect(await writer.value == nil)
     }
+
+    @Test func aWriteKeepsTheFirstOutcomeItWasGiven() async throws {
+        let write = PostgresWrite()
+        #expect(!write.isCompleted)
+        write.complete(.failure(RequestError.unavailable("lost")))
+        write.complete(.success(true))
+        #expect(write.isCompleted)
+        await #expect(throws: RequestError.self) { try await write.written() }
+    }
 }
