@@ -276,7 +276,24 @@ def test_dtmctl_reads_the_shared_store_from_dtmds_config_and_verify_finds_tamper
         busi.plan(failing, "Action1", ["FAILURE"])
         dtm.Submit(request(pb, failing, "saga", saga_steps(busi, 1), [b"1"]))
         server.wait_status(failing, "failed")
-        dtm.Submit(request(pb, third, "msg", [{"action": busi.url("MsgA")}], [b"a"], WaitResult=True))
+        # log --follow sees events committed after it started, in order.
+        import subprocess
+
+        from test_dtmctl import DTMCTL
+        import threading
+        follow = subprocess.Popen([str(DTMCTL), "-c", str(server.config), "log", "--follow", "--json"], stdout=subprocess.PIPE, text=True)
+        deadline = threading.Timer(20, follow.kill)  # a follow that never shows the event ends the read (and the test)
+        deadline.start()
+        try:
+            dtm.Submit(request(pb, third, "msg", [{"action": busi.url("MsgA")}], [b"a"], WaitResult=True))
+            followed = []
+            while not any(e["gid"] == third and e["type"] == "status_changed" for e in followed):
+                followed.append(json.loads(follow.stdout.readline()))
+            assert [e["seq"] for e in followed] == sorted(e["seq"] for e in followed)
+        finally:
+            deadline.cancel()
+            follow.kill()
+            follow.wait()
         dtm.Subscribe(topic_request(pb, "audited", busi.url("Sub1")))
     finally:
         server.stop()
