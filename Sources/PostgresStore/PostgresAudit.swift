@@ -1,4 +1,5 @@
 import ByteIdentity
+import Crypto
 import DTMWire
 public import Foundation
 import PostgresNIO
@@ -21,6 +22,8 @@ public struct PostgresVerification: Sendable {
     /// Transactions and KV records whose state row was compared with the fold of their events.
     public var transactions = 0
     public var kvRecords = 0
+    /// Writer batches whose chains and coverage were checked.
+    public var batches = 0
     public var problems = [String]()
 }
 
@@ -152,7 +155,77 @@ extension PostgresTransactionStore {
             for missing in try await stateRows.rest() + kvRows.rest() {
                 result.problems.append("state row \(String(decoding: missing, as: UTF8.self)) has no events")
             }
+            try await verifyBatches(into: &result)
             return result
+        }
+    }
+
+    /// Checks the writers' batch chains (each writer's rows numbered 1, 2, 3…, each chained to the
+    /// previous one's hash) and that they cover every event exactly once with the hash each batch
+    /// holds (over its events' seqs and hashes in seq order): an event, or a whole transaction,
+    /// removed or added outside dtmd shows here even when its stream looks whole.
+    private func verifyBatches(into result: inout PostgresVerification) async throws {
+        var batches = [(writer: String, n: Int64, previous: Data, hash: Data, seqs: [Int64])]()
+        var owner = [Int64: Int]()
+        var after: (writer: String, n: Int64) = ("", 0)
+        while true {
+            let rows = try await client.query("""
+                SELECT writer, n, previous_hash, hash, seqs FROM \(unescaped: prefix)batches
+                WHERE (writer, n) > (\(after.writer), \(after.n)) ORDER BY writer, n LIMIT 5000
+                """, logger: logger)
+            var page = 0
+            for try await (writer, n, previous, hash, seqs) in rows.decode((String, Int64, Data, Data, [Int64]).self) {
+                page += 1
+                after = (writer, n)
+                let earlier = batches.last.flatMap { $0.writer == writer ? $0 : nil }
+                let expected = (n: (earlier?.n ?? 0) + 1, previous: earlier?.hash ?? Data(count: 32))
+                if n != expected.n {
+                    result.problems.append("writer \(writer): batch \(n) follows batch \(expected.n - 1) (batches removed)")
+                } else if previous != expected.previous {
+                    result.problems.append("writer \(writer): batch \(n) does not chain to batch \(n - 1)")
+                }
+                for seq in seqs {
+                    if let other = owner.updateValue(batches.count, forKey: seq) {
+                        result.problems.append("event \(seq) is in two batches (\(batches[other].writer) \(batches[other].n) and \(writer) \(n))")
+                    }
+                }
+                batches.append((writer, n, previous, hash, seqs))
+            }
+            if page < 5000 { break }
+        }
+        result.batches = batches.count
+        var hashers = [Int: (hasher: SHA256, count: Int)]()
+        var last: Int64 = 0
+        while true {
+            let rows = try await client.query(
+                "SELECT seq, hash FROM \(unescaped: prefix)events WHERE seq > \(last) ORDER BY seq LIMIT 10000", logger: logger)
+            var page = 0
+            for try await (seq, hash) in rows.decode((Int64, Data).self) {
+                page += 1
+                last = seq
+                guard let index = owner[seq] else {
+                    result.problems.append("event \(seq) is in no writer's batch (written outside dtmd, or its batch removed)")
+                    continue
+                }
+                var entry = hashers[index] ?? {
+                    var hasher = SHA256()
+                    hasher.update(data: batches[index].previous)
+                    return (hasher, 0)
+                }()
+                withUnsafeBytes(of: seq.bigEndian) { entry.hasher.update(bufferPointer: $0) }
+                entry.hasher.update(data: hash)
+                entry.count += 1
+                hashers[index] = entry
+            }
+            if page < 10000 { break }
+        }
+        for (index, batch) in batches.enumerated() {
+            let entry = hashers[index]
+            if (entry?.count ?? 0) != batch.seqs.count {
+                result.problems.append("writer \(batch.writer): batch \(batch.n) lists \(batch.seqs.count) events, \(entry?.count ?? 0) are there (events removed)")
+            } else if let entry, Data(entry.hasher.finalize()) != batch.hash {
+                result.problems.append("writer \(batch.writer): batch \(batch.n) does not match its events' hashes")
+            }
         }
     }
 

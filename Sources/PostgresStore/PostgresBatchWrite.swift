@@ -12,12 +12,24 @@ import TransactionStore
 /// separately (compare-and-append on its transaction's version and last hash), every claim taken
 /// only where no other node holds one, all by one statement committed once.
 extension PostgresTransactionStore {
-    /// One writer: takes a batch, writes it, until the store stops.
-    func writeBatches() async {
+    /// One writer (`index` of this node's): takes a batch, writes it, until the store stops.
+    func writeBatches(index: Int) async {
+        var chain = WriterChain(writer: "\(configuration.node)/\(index)")
         while let batch = await queue.nextBatch() {
-            await write(batch)
+            await write(batch, chain: &chain)
             queue.finished(batch)
         }
+    }
+
+    /// A writer's chain of batches (`swiftdtm_batches`): each batch row that inserted events
+    /// holds their seqs and a SHA-256 over the previous batch's hash and each event's seq and
+    /// hash, so a whole-log verify can tell that no event — or whole transaction — was removed,
+    /// without every writer of every node serialising on one row.
+    struct WriterChain {
+        let writer: String
+        /// The last batch row's number and hash; unknown after a statement whose outcome is not
+        /// known (read again before the next one).
+        var last: (n: Int64, hash: Data)? = (0, Data(count: 32))
     }
 
     /// An append of a batch: the events, the version they were decided on, whom to tell.
@@ -40,10 +52,12 @@ extension PostgresTransactionStore {
 
     /// Writes `batch` and completes each of its writes. When the statement fails as a whole, each
     /// write is tried on its own so one bad append cannot fail the others.
-    func write(_ batch: [PostgresWriteQueue.Item]) async {
+    func write(_ batch: [PostgresWriteQueue.Item], chain: inout WriterChain) async {
         do {
-            try await writeTogether(batch)
+            try await writeTogether(batch, chain: &chain)
         } catch {
+            // Whether the statement committed is not known: the chain head is read again.
+            chain.last = nil
             let cause = Self.cause(of: error)
             guard batch.count > 1 else {
                 forget(batch[0].gid)
@@ -52,11 +66,11 @@ extension PostgresTransactionStore {
             }
             logger.debug("a batch of \(batch.count) writes failed; writing them one by one", metadata: ["error": "\(Self.describe(cause))"])
             // Those already answered (a conflict found before the statement) stay answered.
-            for item in batch where !item.outcome.isCompleted { await write([item]) }
+            for item in batch where !item.outcome.isCompleted { await write([item], chain: &chain) }
         }
     }
 
-    private func writeTogether(_ batch: [PostgresWriteQueue.Item]) async throws {
+    private func writeTogether(_ batch: [PostgresWriteQueue.Item], chain: inout WriterChain) async throws {
         var appends = [Append](), claims = [(item: PostgresWriteQueue.Item, untilUs: Int64)]()
         for item in batch {
             switch item.work {
@@ -67,7 +81,11 @@ extension PostgresTransactionStore {
         }
         let prepared = try await prepare(appends)
         guard !prepared.isEmpty || !claims.isEmpty else { return }
-        let (written, claimed) = try await writeStatement(prepared, claims: claims.map { ($0.item.gid, $0.untilUs) })
+        if chain.last == nil { chain.last = try await chainHead(of: chain.writer) }
+        let last = chain.last ?? (0, Data(count: 32))
+        let (written, claimed, batchHash) = try await writeStatement(
+            prepared, claims: claims.map { ($0.item.gid, $0.untilUs) }, writer: chain.writer, batch: last.n + 1, previous: last.hash)
+        if let batchHash { chain.last = (last.n + 1, batchHash) }
         for append in prepared {
             if let claimedToo = written[append.append.gid.exact] {
                 remember(append.append.gid, state: append.state, lastHash: append.rows.lastHash)
@@ -148,7 +166,17 @@ extension PostgresTransactionStore {
     /// event rows of exactly those appends inserted, and each claim taken where no other node
     /// holds an unexpired one (by itself, or with an append). Returns the gids written (with
     /// whether their append also took its claim) and the gids claimed.
-    private func writeStatement(_ batch: [PreparedAppend], claims: [(gid: String, untilUs: Int64)]) async throws -> (written: [ExactString: Bool], claimed: Set<ExactString>) {
+    /// The last batch row of `writer` (0 and zeros when it has none).
+    private func chainHead(of writer: String) async throws -> (n: Int64, hash: Data) {
+        let rows = try await client.query(
+            "SELECT n, hash FROM \(unescaped: prefix)batches WHERE writer = \(writer) ORDER BY n DESC LIMIT 1", logger: logger)
+        for try await (n, hash) in rows.decode((Int64, Data).self) { return (n, hash) }
+        return (0, Data(count: 32))
+    }
+
+    private func writeStatement(
+        _ batch: [PreparedAppend], claims: [(gid: String, untilUs: Int64)], writer: String, batch number: Int64, previous: Data
+    ) async throws -> (written: [ExactString: Bool], claimed: Set<ExactString>, batchHash: Data?) {
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
         var gids = [ByteBuffer](), isNew = [Bool](), expected = [Int64](), expectedHashes = [ByteBuffer](), versions = [Int64]()
@@ -186,16 +214,17 @@ extension PostgresTransactionStore {
             statuses: statuses, transTypes: transTypes, created: created, dues: dues, states: states, finished: finished,
             claimUntil: claimUntil, node: configuration.node, now: Self.nowUs(), seqs: seqs, streams: streams, numbers: numbers,
             times: times, types: types, payloads: payloads, previousHashes: previousHashes, hashes: hashes,
-            claimGids: claims.map { ByteBuffer(bytes: Array($0.gid.utf8)) }, claimUntils: claims.map(\.untilUs))
-        var written = [ExactString: Bool](), claimed = Set<ExactString>()
-        for try await (gid, isWrite, claimedToo) in try await client.execute(statement, logger: logger) {
-            if isWrite {
-                written[String(decoding: gid, as: UTF8.self).exact] = claimedToo
-            } else {
-                claimed.insert(String(decoding: gid, as: UTF8.self).exact)
+            claimGids: claims.map { ByteBuffer(bytes: Array($0.gid.utf8)) }, claimUntils: claims.map(\.untilUs),
+            writer: writer, batch: number, previousBatchHash: ByteBuffer(data: previous))
+        var written = [ExactString: Bool](), claimed = Set<ExactString>(), batchHash: Data?
+        for try await (kind, bytes, flag) in try await client.execute(statement, logger: logger) {
+            switch kind {
+            case BatchWriteStatement.writtenRow: written[String(decoding: bytes, as: UTF8.self).exact] = flag
+            case BatchWriteStatement.claimedRow: claimed.insert(String(decoding: bytes, as: UTF8.self).exact)
+            default: batchHash = bytes
             }
         }
-        return (written, claimed)
+        return (written, claimed, batchHash)
     }
 
     /// What a failed write reports: a conflict as such, a duplicate new stream as a conflict.
@@ -223,8 +252,11 @@ extension PostgresTransactionStore {
 /// connection's search_path, the configured schema): each existing state row updated only at the
 /// version and last hash its append was decided on, each new one inserted if still absent, the
 /// event rows of exactly those appends, and the claims; a finished transaction is claimed by no
-/// one any more. Rows: (gid, an append's row, whether its claim is held).
+/// one any more; and, when it inserted events, the writer's next batch row. Rows: (`writtenRow`,
+/// gid, whether its claim is held), (`claimedRow`, gid, true), (`batchRow`, the batch's hash, true).
 struct BatchWriteStatement: PostgresPreparedStatement {
+    static let writtenRow: Int16 = 0, claimedRow: Int16 = 1, batchRow: Int16 = 2
+
     static let sql = """
         WITH input AS (
           SELECT * FROM unnest($1::bytea[], $2::boolean[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::smallint[], $8::text[],
@@ -254,24 +286,33 @@ struct BatchWriteStatement: PostgresPreparedStatement {
           INSERT INTO swiftdtm_events (seq, stream, stream_seq, time_us, type, payload, previous_hash, hash)
           SELECT s, st, n, tm, ty, p, ph, h FROM unnest($16::bigint[], $17::bytea[], $18::bigint[], $19::bigint[],
             $20::text[], $21::bytea[], $22::bytea[], $23::bytea[]) AS e(s, st, n, tm, ty, p, ph, h)
-            WHERE st IN (SELECT gid FROM written)),
+            WHERE st IN (SELECT gid FROM written)
+          RETURNING seq, hash),
+        batch AS (
+          INSERT INTO swiftdtm_batches (writer, n, previous_hash, hash, seqs)
+          SELECT $26::text, $27::bigint, $28::bytea,
+            sha256($28::bytea || string_agg(int8send(seq) || hash, ''::bytea ORDER BY seq)), array_agg(seq ORDER BY seq)
+          FROM events HAVING count(*) > 0
+          RETURNING hash),
         claimed AS (
           UPDATE swiftdtm_transactions AS t SET claim_owner = $14::text, claim_until_us = c.until
           FROM unnest($24::bytea[], $25::bigint[]) AS c(gid, until)
           WHERE t.gid = c.gid AND (t.claim_owner = $14::text OR t.claim_until_us < $15::bigint)
           RETURNING t.gid)
-        SELECT gid, true, claimed FROM written UNION ALL SELECT gid, false, true FROM claimed
+        SELECT 0::smallint, gid, claimed FROM written UNION ALL SELECT 1::smallint, gid, true FROM claimed
+          UNION ALL SELECT 2::smallint, hash, true FROM batch
         """
-    typealias Row = (Data, Bool, Bool)
+    typealias Row = (Int16, Data, Bool)
 
     let gids: [ByteBuffer], isNew: [Bool], expected: [Int64], expectedHashes: [ByteBuffer], versions: [Int64], lastHashes: [ByteBuffer]
     let statuses: [Int16], transTypes: [String], created: [Int64], dues: [Int64], states: [ByteBuffer], finished: [Bool]
     let claimUntil: [Int64], node: String, now: Int64
     let seqs: [Int64], streams: [ByteBuffer], numbers: [Int64], times: [Int64], types: [String], payloads: [ByteBuffer]
     let previousHashes: [ByteBuffer], hashes: [ByteBuffer], claimGids: [ByteBuffer], claimUntils: [Int64]
+    let writer: String, batch: Int64, previousBatchHash: ByteBuffer
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 25)
+        var bindings = PostgresBindings(capacity: 28)
         bindings.append(gids)
         bindings.append(isNew)
         bindings.append(expected)
@@ -297,6 +338,9 @@ struct BatchWriteStatement: PostgresPreparedStatement {
         bindings.append(hashes)
         bindings.append(claimGids)
         bindings.append(claimUntils)
+        bindings.append(writer)
+        bindings.append(batch)
+        bindings.append(previousBatchHash)
         return bindings
     }
 

@@ -61,7 +61,7 @@ public struct PostgresStoreConfiguration: Sendable, Equatable {
 /// when it returns (PostgreSQL's commit).
 public final class PostgresTransactionStore: TransactionStore {
     /// The version of the tables this build reads and writes.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     let client: PostgresClient
     let configuration: PostgresStoreConfiguration
@@ -149,7 +149,7 @@ public final class PostgresTransactionStore: TransactionStore {
                 self.running.withLock { $0 = true }
                 await self.client.run()
             }
-            for _ in 0..<Self.writers { group.addTask { await self.writeBatches() } }
+            for index in 0..<Self.writers { group.addTask { await self.writeBatches(index: index) } }
         }
         queue.stop()
     }
@@ -240,6 +240,11 @@ public final class PostgresTransactionStore: TransactionStore {
               last_hash bytea NOT NULL, deleted boolean NOT NULL, state bytea NOT NULL)
             """,
             "CREATE INDEX IF NOT EXISTS swiftdtm_kv_cat_key ON \(prefix)kv (cat, key)",
+            """
+            CREATE TABLE IF NOT EXISTS \(prefix)batches (
+              writer text NOT NULL, n bigint NOT NULL, previous_hash bytea NOT NULL, hash bytea NOT NULL, seqs bigint[] NOT NULL,
+              PRIMARY KEY (writer, n))
+            """,
         ]
     }
 
@@ -465,6 +470,14 @@ public final class PostgresTransactionStore: TransactionStore {
         for try await (seq, number) in inserted.decode((Int64, Int64).self) { seqs[number] = seq }
         let ordered = rows.numbers.compactMap { seqs[$0] }
         guard ordered.count == events.count else { throw RequestError.unavailable("PostgreSQL returned \(seqs.count) seqs for \(events.count) events") }
+        // A KV write is rare and not batched: it is a batch chain of its own, one row long.
+        let writer = "\(configuration.node)/kv/\(UUID().uuidString)"
+        try await connection.query("""
+            INSERT INTO \(unescaped: prefix)batches (writer, n, previous_hash, hash, seqs)
+            SELECT \(writer), 1, \(Data(count: 32)), sha256(\(Data(count: 32)) || string_agg(int8send(seq) || hash, ''::bytea ORDER BY seq)),
+              array_agg(seq ORDER BY seq)
+            FROM \(unescaped: prefix)events WHERE seq = ANY(\(ordered)::bigint[])
+            """, logger: logger)
         return (ordered, rows.time, rows.lastHash)
     }
 

@@ -60,9 +60,9 @@ def test_every_mode_on_one_node(tmp_path, postgres, schema, pb, busi):
 
         # The tables are in the configured schema; the view's rows are the transactions.
         tables = set(postgres.sql(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'").split())
-        assert tables == {"swiftdtm_meta", "swiftdtm_events", "swiftdtm_transactions", "swiftdtm_kv"}
+        assert tables == {"swiftdtm_meta", "swiftdtm_events", "swiftdtm_transactions", "swiftdtm_kv", "swiftdtm_batches"}
         assert postgres.sql(f"SELECT count(*) FROM {schema}.swiftdtm_transactions").strip() == "5"
-        assert postgres.sql(f"SELECT value FROM {schema}.swiftdtm_meta WHERE key = 'schema_version'").strip() == "1"
+        assert postgres.sql(f"SELECT value FROM {schema}.swiftdtm_meta WHERE key = 'schema_version'").strip() == "2"
     finally:
         server.stop()
     assert server.process.returncode == 0, server.log_text()
@@ -271,7 +271,8 @@ def test_dtmctl_reads_the_shared_store_from_dtmds_config_and_verify_finds_tamper
     server = node(tmp_path, postgres, schema)
     try:
         dtm = stub(server, pb)
-        done, failing, third = new_gid(dtm), new_gid(dtm), new_gid(dtm)
+        done, failing, third, gone = new_gid(dtm), new_gid(dtm), new_gid(dtm), new_gid(dtm)
+        dtm.Submit(request(pb, gone, "saga", saga_steps(busi, 1), [b"1"], WaitResult=True))
         dtm.Submit(request(pb, done, "saga", saga_steps(busi, 2), [b"1", b"2"], WaitResult=True))
         busi.plan(failing, "Action1", ["FAILURE"])
         dtm.Submit(request(pb, failing, "saga", saga_steps(busi, 1), [b"1"]))
@@ -313,8 +314,22 @@ def test_dtmctl_reads_the_shared_store_from_dtmds_config_and_verify_finds_tamper
     first_of_done = [e for e in exported if e["gid"] == done]
     assert first_of_done[0]["previous_hash"] == "0" * 64 and first_of_done[1]["previous_hash"] == first_of_done[0]["hash"]
     stats = dtmctl("-c", config, "stats", check=0).stdout
-    assert f"events:         {len(log)}" in stats and "succeed    2" in stats and "failed     1" in stats
-    assert "chain intact" in dtmctl("-c", config, "verify", check=0).stdout
+    assert f"events:         {len(log)}" in stats and "succeed    3" in stats and "failed     1" in stats
+    clean = dtmctl("-c", config, "verify", check=0).stdout
+    assert "chain intact" in clean and "writer batches chained, covering every event once" in clean, clean
+
+    # A whole transaction removed (its events and its state row): every stream left is whole,
+    # but the writer batch that held its events no longer matches.
+    backup = f"{schema}.gone_events"
+    postgres.sql(f"CREATE TABLE {backup} AS SELECT * FROM {schema}.swiftdtm_events WHERE stream = convert_to('{gone}', 'UTF8')")
+    postgres.sql(f"CREATE TABLE {backup}_state AS SELECT * FROM {schema}.swiftdtm_transactions WHERE gid = convert_to('{gone}', 'UTF8')")
+    postgres.sql(f"DELETE FROM {schema}.swiftdtm_events WHERE stream = convert_to('{gone}', 'UTF8')")
+    postgres.sql(f"DELETE FROM {schema}.swiftdtm_transactions WHERE gid = convert_to('{gone}', 'UTF8')")
+    whole = dtmctl("-c", config, "verify", check=1).stderr
+    assert "(events removed)" in whole, whole
+    postgres.sql(f"INSERT INTO {schema}.swiftdtm_events SELECT * FROM {backup}")
+    postgres.sql(f"INSERT INTO {schema}.swiftdtm_transactions SELECT * FROM {backup}_state")
+    dtmctl("-c", config, "verify", check=0)
 
     table = f"{schema}.swiftdtm_events"
     postgres.sql(f"UPDATE {table} SET time_us = time_us + 1 WHERE seq = {first_of_done[1]['seq']}")

@@ -153,7 +153,7 @@ struct Verify: AsyncParsableCommand {
         guard result.problems.isEmpty else {
             throw CheckFailed(description: "\(result.problems.count) problem(s):\n" + result.problems.prefix(50).joined(separator: "\n"))
         }
-        print("ok: \(result.events) events, every stream's chain intact; every state row equals its events' fold (\(result.transactions) transactions, \(result.kvRecords) KV records); every decision re-derives")
+        print("ok: \(result.events) events, every stream's chain intact; every state row equals its events' fold (\(result.transactions) transactions, \(result.kvRecords) KV records); \(result.batches) writer batches chained, covering every event once; every decision re-derives")
     }
 
     /// LMDB: checksums, chain and seq density of the whole log; the view against a fresh fold.
