@@ -354,7 +354,10 @@ let package = Package(
         ),
         .testTarget(
             name: "DTMClientTests",
-            dependencies: ["DTMClient", "DTMClientTesting", "DTMWire"],
+            dependencies: [
+                "DTMClient", "DTMClientTesting", "DTMWire", "DTMDiscovery",
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -4,6 +4,7 @@ public import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import SwiftProtobuf
+import Synchronization
 
 /// What dtm answered when it refused a request, or what a branch answers to refuse one.
 public enum DtmError: Error, Equatable, CustomStringConvertible {
@@ -34,12 +35,16 @@ public typealias TransOptions = Dtmgimp_DtmTransOptions
 public struct DtmClient: Sendable {
     let dtm: any Dtmgimp_Dtm.ClientProtocol
     let branches: any BranchCaller
+    /// The dtm address this client uses, sent to the branches it calls (`dtm-dtm`) so that they
+    /// can start sub-branches (nested TCC).
+    public let target: String
 
     /// A client that sends dtm's requests through `dtm` and calls branches itself (a TCC Try)
-    /// through `branches`.
-    public init(dtm: any Dtmgimp_Dtm.ClientProtocol, branches: any BranchCaller) {
+    /// through `branches`; `target` is dtm's address as branches should use it.
+    public init(dtm: any Dtmgimp_Dtm.ClientProtocol, branches: any BranchCaller, target: String = "") {
         self.dtm = dtm
         self.branches = branches
+        self.target = target
     }
 
     /// A new gid from the server.
@@ -59,14 +64,31 @@ public struct DtmClient: Sendable {
         }
     }
 
-    func send(_ operation: String, _ request: Dtmgimp_DtmRequest) async throws {
+    /// What a global transaction asks of dtm.
+    enum GlobalOperation {
+        case prepare, submit, abort
+    }
+
+    func send(_ operation: GlobalOperation, _ request: Dtmgimp_DtmRequest) async throws {
         try await call {
             let message = ClientRequest(message: request)
             switch operation {
-            case "prepare": _ = try await dtm.prepare(request: message)
-            case "abort": _ = try await dtm.abort(request: message)
-            default: _ = try await dtm.submit(request: message)
+            case .prepare: _ = try await dtm.prepare(request: message)
+            case .submit: _ = try await dtm.submit(request: message)
+            case .abort: _ = try await dtm.abort(request: message)
             }
+        }
+    }
+
+    /// Runs `body` of a global transaction; if it throws, aborts with `request` and rethrows what
+    /// `body` threw (an Abort that fails too is not what the caller needs to see: dtm times the
+    /// transaction out and rolls it back anyway).
+    func abortingOnError(_ request: Dtmgimp_DtmRequest, when abortsOn: (any Error) -> Bool = { _ in true }, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            if abortsOn(error) { try? await send(.abort, request) }
+            throw error
         }
     }
 
@@ -75,45 +97,82 @@ public struct DtmClient: Sendable {
     }
 
     /// Calls a branch method (`<server>/pkg.Svc/Method`, the server as in any branch URL) with
-    /// dtm's metadata, as a TCC Try or an XA prepare is called by the application.
-    func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws {
+    /// dtm's metadata, as a TCC Try or an XA prepare is called by the application; returns the
+    /// branch's reply.
+    func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws -> [UInt8] {
         let parsed = try GrpcBranchURL(parsing: url)
-        let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op)
-        try await call { try await branches.call(parsed, payload: payload, metadata: metadata) }
+        let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op, dtm: target)
+        return try await call { try await branches.call(parsed, payload: payload, metadata: metadata) }
     }
 }
 
 /// How the SDK calls a branch itself (a TCC Try): `payload` to the method `url` names, unchanged,
-/// with dtm's metadata. Errors are the branch's gRPC status.
+/// with dtm's metadata; returns the reply's bytes. Errors are the branch's gRPC status.
 public protocol BranchCaller: Sendable {
-    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8]
 }
 
 /// Calls branches over the network: the URL's server (`host:port`, or a discovery target resolved
-/// through etcd) on a connection made for the call.
-struct NetworkBranchCaller: BranchCaller {
+/// through etcd), over one connection per server address kept for the client's life.
+final class PooledBranchCaller: BranchCaller {
     let resolver: DiscoveryResolver
+    private let clients = Mutex<[String: GRPCClient<HTTP2ClientTransport.Posix>]>([:])
+    private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
+    private let starting: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
 
-    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws {
-        let address = try await resolver.address(for: url.target)
-        try await withGRPCClient(
-            transport: try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-        ) { client in
-            try await client.callRaw(url, payload: payload, metadata: metadata.metadata())
+    init(resolver: DiscoveryResolver) {
+        self.resolver = resolver
+        (started, starting) = AsyncStream.makeStream()
+    }
+
+    /// How many servers the caller holds a connection to.
+    var connectionCount: Int { clients.withLock { $0.count } }
+
+    /// Runs every connection made, until cancelled.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            for await client in started {
+                group.addTask { try? await client.runConnections() }
+            }
+            group.cancelAll()
         }
+    }
+
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8] {
+        let address = try await resolver.address(for: url.target)
+        let key = "\(address.host):\(address.port)"
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        if let existing = clients.withLock({ $0[key] }) {
+            client = existing
+        } else {
+            let made = try GRPCClient(
+                transport: HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext))
+            let (chosen, isNew) = clients.withLock { clients in
+                if let existing = clients[key] { return (existing, false) }
+                clients[key] = made
+                return (made, true)
+            }
+            if isNew { starting.yield(chosen) }
+            client = chosen
+        }
+        var options = CallOptions.defaults
+        options.waitForReady = true
+        return try await client.callRaw(url, payload: payload, metadata: metadata.metadata(), options: options)
     }
 }
 
 /// Connects to dtm at `target` (`host:port` or `etcd://…/dtmservice`), runs `body`, and closes.
 public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async throws -> T) async throws -> T {
     let resolver = DiscoveryResolver()
+    let branches = PooledBranchCaller(resolver: resolver)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await resolver.run() }
+        group.addTask { await branches.run() }
         defer { group.cancelAll() }
         let address = try await resolver.address(for: target)
         let transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { grpc in
-            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), branches: NetworkBranchCaller(resolver: resolver)))
+            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), branches: branches, target: target))
         }
     }
 }

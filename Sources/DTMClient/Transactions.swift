@@ -22,24 +22,22 @@ public struct Msg: Sendable {
 
     /// Registers the message as prepared; dtm asks `queryPrepared` if it is not submitted in time.
     public func prepare(_ client: DtmClient, queryPrepared: String) async throws {
-        try await client.send("prepare", request(queryPrepared: queryPrepared))
+        try await client.send(.prepare, request(queryPrepared: queryPrepared))
     }
 
     /// Submits the message: dtm calls every branch until each succeeds.
     public func submit(_ client: DtmClient) async throws {
-        try await client.send("submit", request(queryPrepared: ""))
+        try await client.send(.submit, request(queryPrepared: ""))
     }
 
     /// Prepares, runs `body` (the local transaction), then submits; if `body` throws
-    /// `DtmError.failure`, aborts the message instead.
+    /// `DtmError.failure`, aborts the message instead. What `body` threw is rethrown, even when
+    /// the Abort fails too.
     public func doAndSubmit(_ client: DtmClient, queryPrepared: String, _ body: () async throws -> Void) async throws {
         try await prepare(client, queryPrepared: queryPrepared)
-        do {
-            try await body()
-        } catch let error as DtmError {
-            if case .failure = error { try await client.send("abort", request(queryPrepared: queryPrepared)) }
-            throw error
-        }
+        try await client.abortingOnError(try request(queryPrepared: queryPrepared), when: { error in
+            if case .failure = error as? DtmError { true } else { false }
+        }, body)
         try await submit(client)
     }
 
@@ -74,7 +72,7 @@ public struct Saga: Sendable {
 
     public func submit(_ client: DtmClient) async throws {
         let custom: [String: Any]? = concurrent ? ["concurrent": true, "orders": orders] : nil
-        try await client.send("submit", try transactionRequest(gid: gid, transType: "saga", steps: steps, payloads: payloads, options: options, custom: custom))
+        try await client.send(.submit, try transactionRequest(gid: gid, transType: "saga", steps: steps, payloads: payloads, options: options, custom: custom))
     }
 }
 
@@ -83,16 +81,31 @@ public struct Saga: Sendable {
 public final class Tcc: Sendable {
     public let gid: String
     let client: DtmClient
+    /// The branch these branches are nested in (empty at the top): their ids are it plus 01, 02, …
+    let parentBranchID: String
     private let branchCounter = Counter()
 
-    init(gid: String, client: DtmClient) {
+    init(gid: String, client: DtmClient, parentBranchID: String = "") {
         self.gid = gid
         self.client = client
+        self.parentBranchID = parentBranchID
     }
 
-    /// Registers (confirm, cancel) for a new branch, then calls `tryURL` with `payload`.
-    public func callBranch(_ payload: some BranchPayload, try tryURL: String, confirm: String, cancel: String) async throws {
-        let branchID = String(format: "%02d", branchCounter.next())
+    /// The TCC transaction a Try handler belongs to, to call sub-branches from it (dtm's
+    /// `TccFromGrpc`): `context` is the Try's (`dtm-*` metadata), `client` a connection to the dtm
+    /// it names (`context.dtm`). Sub-branch ids are the Try's branch id plus 01, 02, …
+    public convenience init(nestedIn context: BranchContext, client: DtmClient) throws {
+        guard context.transType == "tcc", !context.gid.isEmpty, !context.branchID.isEmpty else {
+            throw DtmError.failure("a nested TCC needs a TCC branch's context (trans_type tcc, gid and branch_id), got \(context)")
+        }
+        self.init(gid: context.gid, client: client, parentBranchID: context.branchID)
+    }
+
+    /// Registers (confirm, cancel) for a new branch, then calls `tryURL` with `payload`; returns
+    /// the Try's reply.
+    @discardableResult
+    public func callBranch(_ payload: some BranchPayload, try tryURL: String, confirm: String, cancel: String) async throws -> [UInt8] {
+        let branchID = parentBranchID + String(format: "%02d", branchCounter.next())
         let bytes = try payload.payloadBytes()
         try await client.registerBranch(.with {
             $0.gid = gid
@@ -102,22 +115,18 @@ public final class Tcc: Sendable {
             $0.data = ["confirm": confirm, "cancel": cancel]
             $0.busiPayload = Data(bytes)
         })
-        try await client.callBranch(url: tryURL, payload: bytes, gid: gid, transType: "tcc", branchID: branchID, op: "try")
+        return try await client.callBranch(url: tryURL, payload: bytes, gid: gid, transType: "tcc", branchID: branchID, op: "try")
     }
 }
 
 /// Runs a TCC transaction: prepares `gid`, runs `body` (which calls the branches' Try), submits;
-/// if `body` throws, aborts so dtm cancels every registered branch, and rethrows.
+/// if `body` throws, aborts so dtm cancels every registered branch, and rethrows what `body`
+/// threw (even when the Abort fails too).
 public func tccGlobalTransaction(_ client: DtmClient, gid: String, options: TransOptions = TransOptions(), _ body: (Tcc) async throws -> Void) async throws {
     let request = try transactionRequest(gid: gid, transType: "tcc", steps: [], payloads: [], options: options)
-    try await client.send("prepare", request)
-    do {
-        try await body(Tcc(gid: gid, client: client))
-    } catch {
-        try await client.send("abort", request)
-        throw error
-    }
-    try await client.send("submit", request)
+    try await client.send(.prepare, request)
+    try await client.abortingOnError(request) { try await body(Tcc(gid: gid, client: client)) }
+    try await client.send(.submit, request)
 }
 
 /// Registers an XA branch: dtm calls `url` with op commit after submit, rollback after abort.
@@ -132,17 +141,13 @@ public func registerXaBranch(_ client: DtmClient, gid: String, branchID: String,
     })
 }
 
-/// Prepares, submits or aborts an XA global transaction `gid`.
+/// Prepares, submits or aborts an XA global transaction `gid`; if `body` throws, aborts and
+/// rethrows what `body` threw (even when the Abort fails too).
 public func xaGlobalTransaction(_ client: DtmClient, gid: String, options: TransOptions = TransOptions(), _ body: () async throws -> Void) async throws {
     let request = try transactionRequest(gid: gid, transType: "xa", steps: [], payloads: [], options: options)
-    try await client.send("prepare", request)
-    do {
-        try await body()
-    } catch {
-        try await client.send("abort", request)
-        throw error
-    }
-    try await client.send("submit", request)
+    try await client.send(.prepare, request)
+    try await client.abortingOnError(request, body)
+    try await client.send(.submit, request)
 }
 
 func transactionRequest(

@@ -28,6 +28,10 @@ import TransactionStore
 /// Branch URLs keep dtm's form (`<server>/pkg.Service/Method`); the server part is not dialled:
 /// every gRPC branch call goes to `branches`. HTTP branches are not served.
 public struct TestDtm: Sendable {
+    /// The dtm address the test client sends to branches (`dtm-dtm`); a branch that starts
+    /// sub-branches from it in a test uses the test's `client` instead.
+    public static let target = "test-dtm"
+
     /// The SDK's client, connected to this dtm (its TCC Try calls also reach `branches`).
     public let client: DtmClient
     /// The coordinator's clock.
@@ -144,7 +148,8 @@ public func withTestDtm<T: Sendable>(
             branchClient.beginGracefulShutdown()
             branchServer.beginGracefulShutdown()
         }
-        let client = DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: dtmClient), branches: InProcessBranchCaller(client: branchClient))
+        let client = DtmClient(
+            dtm: Dtmgimp_Dtm.Client(wrapping: dtmClient), branches: InProcessBranchCaller(client: branchClient), target: TestDtm.target)
         return try await body(TestDtm(client: client, clock: clock, coordinator: coordinator, store: store))
     }
 }
@@ -175,7 +180,7 @@ struct InProcessBranchInvoker: BranchInvoker {
 struct InProcessBranchCaller: BranchCaller {
     let client: GRPCClient<InProcessTransport.Client>
 
-    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws {
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8] {
         try await client.callRaw(url, payload: payload, metadata: metadata.metadata())
     }
 }

@@ -9,7 +9,8 @@ public struct DtmMetadata: Sendable, Equatable {
         public static let transType = "dtm-trans_type"
         public static let branchID = "dtm-branch_id"
         public static let op = "dtm-op"
-        /// The dtm server's address; dtmd sends it empty.
+        /// The dtm server's address, for a branch that starts sub-branches (nested TCC); dtmd
+        /// sends it empty, the SDK sends the target it is connected to.
         public static let dtm = "dtm-dtm"
     }
 
@@ -17,19 +18,23 @@ public struct DtmMetadata: Sendable, Equatable {
     public var transType: String
     public var branchID: String
     public var op: String
+    /// The dtm server the call came through (`dtm-dtm`); empty when not known.
+    public var dtm: String
 
-    public init(gid: String, transType: String, branchID: String, op: String) {
+    public init(gid: String, transType: String, branchID: String, op: String, dtm: String = "") {
         self.gid = gid
         self.transType = transType
         self.branchID = branchID
         self.op = op
+        self.dtm = dtm
     }
 
     /// Reads the `dtm-*` metadata of a call; nil when it has no `dtm-gid` (the call is not dtm's).
     public init?(_ metadata: Metadata) {
         func value(_ key: String) -> String? { metadata[stringValues: key].first(where: { _ in true }) }
         guard let gid = value(Key.gid) else { return nil }
-        self.init(gid: gid, transType: value(Key.transType) ?? "", branchID: value(Key.branchID) ?? "", op: value(Key.op) ?? "")
+        self.init(gid: gid, transType: value(Key.transType) ?? "", branchID: value(Key.branchID) ?? "", op: value(Key.op) ?? "",
+                  dtm: value(Key.dtm) ?? "")
     }
 
     /// The metadata of a branch call: the `dtm-*` keys, then `headers` (lower-cased names, in name order).
@@ -39,7 +44,7 @@ public struct DtmMetadata: Sendable, Equatable {
         metadata.addString(transType, forKey: Key.transType)
         metadata.addString(branchID, forKey: Key.branchID)
         metadata.addString(op, forKey: Key.op)
-        metadata.addString("", forKey: Key.dtm)
+        metadata.addString(dtm, forKey: Key.dtm)
         for (key, value) in headers.sorted(by: { $0.key < $1.key }) {
             metadata.addString(value, forKey: key.lowercased())
         }

@@ -2,6 +2,8 @@ import DTMClient
 import DTMClientTesting
 import DTMWire
 import Foundation
+import GRPCCore
+import Synchronization
 import Testing
 
 /// The SDK against SwiftDTM's coordinator in process (`DTMClientTesting`), with a branch service
@@ -57,6 +59,7 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
             #expect(tryCall.method == "Try")
             #expect(tryCall.context?.op == "try")
             #expect(tryCall.context?.branchID == "01")
+            #expect(tryCall.context?.dtm == TestDtm.target)
             try await dtm.waitForStatus(gid, "succeed")
             #expect(busi.calls.map(\.method) == ["Try", "Confirm"])
         }
@@ -112,6 +115,75 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
             try await dtm.advance(by: .seconds(10))
             #expect(try await dtm.status(of: msg.gid) == "succeed")
             #expect(busi.calls.map(\.method) == ["TransOut", "TransIn", "TransIn"])
+        }
+    }
+
+    @Test func aTryStartsSubBranchesOfItsOwnAndItsReplyComesBack() async throws {
+        let busi = ScriptedBranches(service: "busi.Busi", methods: ["Try", "Confirm", "Cancel"])
+        let outer = NestingTry(busi: busi)
+        try await withTestDtm(branches: [busi, outer]) { dtm in
+            outer.client.withLock { $0 = dtm.client }
+            let gid = try await dtm.client.newGid()
+            var reply: [UInt8] = []
+            try await tccGlobalTransaction(dtm.client, gid: gid) { tcc in
+                reply = try await tcc.callBranch(Data([1]), try: NestingTry.url, confirm: busi.url("Confirm"), cancel: busi.url("Cancel"))
+            }
+            #expect(reply == NestingTry.reply)
+            try await dtm.waitForStatus(gid, "succeed")
+            let tries = busi.calls.filter { $0.method == "Try" }
+            #expect(tries.map(\.context?.branchID) == ["0101"])
+            #expect(Set(busi.calls.filter { $0.method == "Confirm" }.compactMap(\.context?.branchID)) == ["01", "0101"])
+        }
+    }
+
+    @Test func aNestedTccNeedsATccBranchsContext() async throws {
+        try await withSDKHarness { dtm, _ in
+            #expect(throws: DtmError.self) {
+                try Tcc(nestedIn: BranchContext(gid: "g", transType: "saga", branchID: "01", op: "action"), client: dtm.client)
+            }
+        }
+    }
+
+    @Test func theCallersErrorSurvivesAFailingAbort() async throws {
+        struct Refused: Error {}
+        try await withSDKHarness { dtm, busi in
+            let gid = try await dtm.client.newGid()
+            await #expect(throws: Refused.self) {
+                try await tccGlobalTransaction(dtm.client, gid: gid) { tcc in
+                    try await tcc.callBranch(Data(), try: busi.url("Try"), confirm: busi.url("Confirm"), cancel: busi.url("Cancel"))
+                    // Submitted meanwhile (the same gid, idempotent Prepare): the Abort that follows is refused.
+                    try await tccGlobalTransaction(dtm.client, gid: gid) { _ in }
+                    throw Refused()
+                }
+            }
+            try await dtm.waitForStatus(gid, "succeed")
+        }
+    }
+}
+
+/// A TCC Try (`nest.Nest/Outer`) that registers and calls a sub-branch of its own through the
+/// test's dtm client, and answers `reply`.
+final class NestingTry: RegistrableRPCService, Sendable {
+    static let url = "nest:1/nest.Nest/Outer"
+    static let reply = Array("outer done".utf8)
+    let busi: ScriptedBranches
+    let client = Mutex<DtmClient?>(nil)
+
+    init(busi: ScriptedBranches) { self.busi = busi }
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: MethodDescriptor(fullyQualifiedService: "nest.Nest", method: "Outer"),
+            deserializer: RawBytesCoding(), serializer: RawBytesCoding()
+        ) { request, _ in
+            for try await _ in request.messages {}
+            return try await dtmBranch(request.metadata) { context in
+                guard let context, let client = self.client.withLock({ $0 }) else { throw DtmError.failure("no dtm context") }
+                #expect(context.dtm == TestDtm.target)
+                let nested = try Tcc(nestedIn: context, client: client)
+                try await nested.callBranch(Data([2]), try: self.busi.url("Try"), confirm: self.busi.url("Confirm"), cancel: self.busi.url("Cancel"))
+                return StreamingServerResponse(single: ServerResponse(message: NestingTry.reply))
+            }
         }
     }
 }
