@@ -30,10 +30,12 @@ public typealias TransOptions = Dtmgimp_DtmTransOptions
 /// A connection to dtm (or SwiftDTM's dtmd) over gRPC, the equivalent of Go's `dtmgrpc`.
 ///
 /// The target is `host:port` or a go-zero target such as `etcd://localhost:2379/dtmservice`,
-/// resolved through etcd to one of the registered dtm servers. Use it inside `withDtmClient`,
-/// which runs and closes the connection (or get one from `DTMClientTesting` in unit tests).
+/// resolved through etcd: each request goes to one of the dtm servers registered at that moment
+/// (round-robin, following the registrations as they change), and one that cannot be reached is
+/// skipped and the request sent to another. Use it inside `withDtmClient`, which runs and closes
+/// the connections (or get one from `DTMClientTesting` in unit tests).
 public struct DtmClient: Sendable {
-    let dtm: any Dtmgimp_Dtm.ClientProtocol
+    let connection: DtmConnection
     let branches: any BranchCaller
     /// The dtm address this client uses, sent to the branches it calls (`dtm-dtm`) so that they
     /// can start sub-branches (nested TCC).
@@ -42,17 +44,46 @@ public struct DtmClient: Sendable {
     /// A client that sends dtm's requests through `dtm` and calls branches itself (a TCC Try)
     /// through `branches`; `target` is dtm's address as branches should use it.
     public init(dtm: any Dtmgimp_Dtm.ClientProtocol, branches: any BranchCaller, target: String = "") {
-        self.dtm = dtm
+        self.init(connection: .fixed(dtm), branches: branches, target: target)
+    }
+
+    init(connection: DtmConnection, branches: any BranchCaller, target: String) {
+        self.connection = connection
         self.branches = branches
         self.target = target
     }
 
     /// A new gid from the server.
     public func newGid() async throws -> String {
-        try await call { try await dtm.newGid(request: ClientRequest(message: .init())).gid }
+        try await call { dtm in try await dtm.newGid(request: ClientRequest(message: .init())).gid }
     }
 
-    func call<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    /// How often a request is sent to another dtm server after one could not be reached.
+    static let failovers = 2
+
+    /// Sends a request through `body` to a dtm server: the fixed one, or one of the target's.
+    func call<T: Sendable>(_ body: (any Dtmgimp_Dtm.ClientProtocol) async throws -> T) async throws -> T {
+        switch connection {
+        case let .fixed(dtm):
+            return try await mappingErrors { try await body(dtm) }
+        case let .discovered(resolver, connections):
+            var failovers = 0
+            while true {
+                let address = try await resolver.address(for: target)
+                let dtm = Dtmgimp_Dtm.Client(wrapping: try connections.client(for: address))
+                do {
+                    return try await mappingErrors { try await body(dtm) }
+                } catch let error as RPCError where error.code == .unavailable && failovers < Self.failovers {
+                    // dtm's requests are idempotent by gid: another server may take this one.
+                    await resolver.reportFailure(address, of: target)
+                    failovers += 1
+                }
+            }
+        }
+    }
+
+    /// Runs `body`, turning dtm's FAILURE and ONGOING statuses into `DtmError`.
+    func mappingErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RPCError {
@@ -70,7 +101,7 @@ public struct DtmClient: Sendable {
     }
 
     func send(_ operation: GlobalOperation, _ request: Dtmgimp_DtmRequest) async throws {
-        try await call {
+        try await call { dtm in
             let message = ClientRequest(message: request)
             switch operation {
             case .prepare: _ = try await dtm.prepare(request: message)
@@ -93,7 +124,7 @@ public struct DtmClient: Sendable {
     }
 
     func registerBranch(_ request: Dtmgimp_DtmBranchRequest) async throws {
-        try await call { _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
+        try await call { dtm in _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
     }
 
     /// Calls a branch method (`<server>/pkg.Svc/Method`, the server as in any branch URL) with
@@ -102,31 +133,30 @@ public struct DtmClient: Sendable {
     func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws -> [UInt8] {
         let parsed = try GrpcBranchURL(parsing: url)
         let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op, dtm: target)
-        return try await call { try await branches.call(parsed, payload: payload, metadata: metadata) }
+        return try await mappingErrors { try await branches.call(parsed, payload: payload, metadata: metadata) }
     }
 }
 
-/// How the SDK calls a branch itself (a TCC Try): `payload` to the method `url` names, unchanged,
-/// with dtm's metadata; returns the reply's bytes. Errors are the branch's gRPC status.
-public protocol BranchCaller: Sendable {
-    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8]
+/// Where a `DtmClient` sends dtm's requests.
+enum DtmConnection: Sendable {
+    /// Always this connection (in-process tests).
+    case fixed(any Dtmgimp_Dtm.ClientProtocol)
+    /// One of the client's target's current addresses, per request.
+    case discovered(any TargetResolver, ConnectionPool)
 }
 
-/// Calls branches over the network: the URL's server (`host:port`, or a discovery target resolved
-/// through etcd), over one connection per server address kept for the client's life.
-final class PooledBranchCaller: BranchCaller {
-    let resolver: DiscoveryResolver
-    private let clients = Mutex<[String: GRPCClient<HTTP2ClientTransport.Posix>]>([:])
+/// One connection per server address, kept and run (`run()`) for the life of a client.
+final class ConnectionPool: Sendable {
+    private let clients = Mutex<[HostPort: GRPCClient<HTTP2ClientTransport.Posix>]>([:])
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let starting: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
 
-    init(resolver: DiscoveryResolver) {
-        self.resolver = resolver
+    init() {
         (started, starting) = AsyncStream.makeStream()
     }
 
-    /// How many servers the caller holds a connection to.
-    var connectionCount: Int { clients.withLock { $0.count } }
+    /// How many servers the pool holds a connection to.
+    var count: Int { clients.withLock { $0.count } }
 
     /// Runs every connection made, until cancelled.
     func run() async {
@@ -138,42 +168,53 @@ final class PooledBranchCaller: BranchCaller {
         }
     }
 
+    /// The connection to `address`, made on first use.
+    func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+        if let existing = clients.withLock({ $0[address] }) { return existing }
+        let made = try GRPCClient(
+            transport: HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext))
+        let (chosen, isNew) = clients.withLock { clients in
+            if let existing = clients[address] { return (existing, false) }
+            clients[address] = made
+            return (made, true)
+        }
+        if isNew { starting.yield(chosen) }
+        return chosen
+    }
+}
+
+/// How the SDK calls a branch itself (a TCC Try): `payload` to the method `url` names, unchanged,
+/// with dtm's metadata; returns the reply's bytes. Errors are the branch's gRPC status.
+public protocol BranchCaller: Sendable {
+    func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8]
+}
+
+/// Calls branches over the network: the URL's server (`host:port`, or a discovery target resolved
+/// through etcd), over the client's connection to that address.
+struct PooledBranchCaller: BranchCaller {
+    let resolver: any TargetResolver
+    let connections: ConnectionPool
+
     func call(_ url: GrpcBranchURL, payload: [UInt8], metadata: DtmMetadata) async throws -> [UInt8] {
         let address = try await resolver.address(for: url.target)
-        let key = "\(address.host):\(address.port)"
-        let client: GRPCClient<HTTP2ClientTransport.Posix>
-        if let existing = clients.withLock({ $0[key] }) {
-            client = existing
-        } else {
-            let made = try GRPCClient(
-                transport: HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext))
-            let (chosen, isNew) = clients.withLock { clients in
-                if let existing = clients[key] { return (existing, false) }
-                clients[key] = made
-                return (made, true)
-            }
-            if isNew { starting.yield(chosen) }
-            client = chosen
-        }
         var options = CallOptions.defaults
         options.waitForReady = true
-        return try await client.callRaw(url, payload: payload, metadata: metadata.metadata(), options: options)
+        return try await connections.client(for: address).callRaw(url, payload: payload, metadata: metadata.metadata(), options: options)
     }
 }
 
 /// Connects to dtm at `target` (`host:port` or `etcd://…/dtmservice`), runs `body`, and closes.
 public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async throws -> T) async throws -> T {
     let resolver = DiscoveryResolver()
-    let branches = PooledBranchCaller(resolver: resolver)
+    let connections = ConnectionPool()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await resolver.run() }
-        group.addTask { await branches.run() }
+        group.addTask { await connections.run() }
         defer { group.cancelAll() }
-        let address = try await resolver.address(for: target)
-        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-        return try await withGRPCClient(transport: transport) { grpc in
-            try await body(DtmClient(dtm: Dtmgimp_Dtm.Client(wrapping: grpc), branches: branches, target: target))
-        }
+        _ = try await resolver.address(for: target)  // a target that cannot resolve fails here
+        return try await body(DtmClient(
+            connection: .discovered(resolver, connections), branches: PooledBranchCaller(resolver: resolver, connections: connections),
+            target: target))
     }
 }
 
