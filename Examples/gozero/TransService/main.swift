@@ -42,8 +42,12 @@ guard let address = HostPortText(listen) else {
     FileHandle.standardError.write(Data("--listen must be host:port\n".utf8))
     exit(2)
 }
+// Behind dtm's Go server too, which calls branches with content-type application/grpc+dtm_raw.
+var config = HTTP2ServerTransport.Posix.Config.defaults
+config.acceptDtmRawContentType()
 let server = GRPCServer(
-    transport: HTTP2ServerTransport.Posix(address: .ipv4(host: address.host, port: address.port), transportSecurity: .plaintext),
+    transport: HTTP2ServerTransport.Posix(
+        address: .ipv4(host: address.host, port: address.port), transportSecurity: .plaintext, config: config),
     services: [TransService()])
 let group = ServiceGroup(configuration: .init(
     services: [.init(service: GRPCServerService(server: server)), .init(service: try GoZeroRegistration(target: etcd, endpoint: listen))],
