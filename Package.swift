@@ -28,6 +28,7 @@ let package = Package(
         .executable(name: "dtmctl", targets: ["DTMCtl"]),
         .library(name: "DTMClient", targets: ["DTMClient"]),
         .library(name: "DTMClientTesting", targets: ["DTMClientTesting"]),
+        .library(name: "DTMClientHummingbird", targets: ["DTMClientHummingbird"]),
         .executable(name: "trans-service", targets: ["TransService"]),
         .executable(name: "trans-app", targets: ["TransApp"]),
     ],
@@ -83,6 +84,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DTMClientHummingbird",
+            dependencies: [
+                "DTMClient", "DTMWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: strictSettings
         ),
@@ -347,6 +356,15 @@ let package = Package(
         .testTarget(
             name: "LMDBStoreTests",
             dependencies: ["TransactionFixtures", "LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "DTMClientHummingbirdTests",
+            dependencies: [
+                "DTMClientHummingbird", "DTMClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
