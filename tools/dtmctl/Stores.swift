@@ -54,8 +54,10 @@ enum AuditStore {
         }
     }
 
-    /// Every transaction's state as of `seq`, folded from the records with the same `apply`.
+    /// Every transaction's state as of `seq`, folded from the records with the same `apply`
+    /// (on LMDB by `Replay`, which checks each record on the way).
     func states(through seq: UInt64) async throws -> [ExactString: TransactionState] {
+        if case let .lmdb(log, _, _) = self { return try Replay.states(of: log, through: seq) }
         var states = [ExactString: TransactionState]()
         try await forEachRecord(through: seq) { record in
             if !KVStream.isKV(record.event.gid) { states[record.event.gid.exact] = apply(record.event, to: states[record.event.gid.exact]) }
