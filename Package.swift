@@ -29,12 +29,16 @@ let package = Package(
         .library(name: "DTMClient", targets: ["DTMClient"]),
         .library(name: "DTMClientTesting", targets: ["DTMClientTesting"]),
         .library(name: "DTMClientHummingbird", targets: ["DTMClientHummingbird"]),
+        .library(name: "DTMBarrier", targets: ["DTMBarrier"]),
+        .library(name: "DTMBarrierPostgres", targets: ["DTMBarrierPostgres"]),
+        .library(name: "DTMBarrierSQLite", targets: ["DTMBarrierSQLite"]),
         .executable(name: "trans-service", targets: ["TransService"]),
         .executable(name: "trans-app", targets: ["TransApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -93,6 +97,27 @@ let package = Package(
                 "DTMClient", "DTMWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // The barrier: the protocol and rules, then one module per database, so a service links
+        // only the database driver it uses.
+        .target(
+            name: "DTMBarrier",
+            dependencies: ["DTMClient", "DTMWire"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DTMBarrierPostgres",
+            dependencies: [
+                "DTMBarrier",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DTMBarrierSQLite",
+            dependencies: ["DTMBarrier", .product(name: "SQLiteNIO", package: "sqlite-nio")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -364,6 +389,15 @@ let package = Package(
                 "DTMClientHummingbird", "DTMClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "DTMBarrierTests",
+            dependencies: [
+                "DTMBarrier", "DTMBarrierPostgres", "DTMBarrierSQLite", "DTMClient", "DTMClientTesting", "DTMWire",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
             swiftSettings: strictSettings
         ),

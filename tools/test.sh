@@ -5,8 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --test
+# The barrier tests run on SQLite and on a private PostgreSQL cluster, stopped on exit.
+pg_dir=$(mktemp -d /tmp/swiftdtm-pg.XXXXXX)
+trap 'tools/private-postgres.sh stop "$pg_dir"' EXIT
+SWIFTDTM_TEST_POSTGRES=$(tools/private-postgres.sh start "$pg_dir")
+export SWIFTDTM_TEST_POSTGRES
 # Only Swift Testing is used; without this flag XCTest also prints "Executed 0 tests".
 swift test --disable-xctest
+tools/private-postgres.sh stop "$pg_dir"
+trap - EXIT
 # The black-box tests run the binaries as users run them: release builds. (Debug builds of
 # grpc-swift-nio-transport 2.9.2 can trip an internal assertion under load, "Can't close stream
 # N, it wasn't open", which release builds compile out.)

@@ -130,7 +130,7 @@ public struct DtmClient: Sendable {
     /// Calls a branch method (`<server>/pkg.Svc/Method`, the server as in any branch URL) with
     /// dtm's metadata, as a TCC Try or an XA prepare is called by the application; returns the
     /// branch's reply.
-    func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws -> [UInt8] {
+    package func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws -> [UInt8] {
         let parsed = try GrpcBranchURL(parsing: url)
         let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op, dtm: target)
         return try await mappingErrors { try await branches.call(parsed, payload: payload, metadata: metadata) }

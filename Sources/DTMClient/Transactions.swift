@@ -30,14 +30,37 @@ public struct Msg: Sendable {
         try await client.send(.submit, request(queryPrepared: ""))
     }
 
-    /// Prepares, runs `body` (the local transaction), then submits; if `body` throws
-    /// `DtmError.failure`, aborts the message instead. What `body` threw is rethrown, even when
-    /// the Abort fails too.
+    /// Prepares, runs `body` (the local transaction), then submits, as dtm's Go `DoAndSubmit`:
+    /// - `body` throws `DtmError.failure`: the message is aborted;
+    /// - `body` throws another error (did the local transaction commit?): `queryPrepared` is asked,
+    ///   as dtm would ask it; FAILURE aborts the message, success submits it, another error
+    ///   leaves it prepared for dtm to ask again later.
+    ///
+    /// What `body` threw is rethrown in every case, even when the message was submitted or the
+    /// Abort failed too. With `DTMBarrier`, `doAndSubmit(_:queryPrepared:database:_:)` runs
+    /// `body` behind the msg's barrier, which `queryPrepared` answers from.
     public func doAndSubmit(_ client: DtmClient, queryPrepared: String, _ body: () async throws -> Void) async throws {
         try await prepare(client, queryPrepared: queryPrepared)
-        try await client.abortingOnError(try request(queryPrepared: queryPrepared), when: { error in
-            if case .failure = error as? DtmError { true } else { false }
-        }, body)
+        let abort = try request(queryPrepared: queryPrepared)
+        do {
+            try await body()
+        } catch let bodyError {
+            if case .failure = bodyError as? DtmError {
+                try? await client.send(.abort, abort)
+                throw bodyError
+            }
+            do {
+                _ = try await client.callBranch(url: queryPrepared, payload: [], gid: gid, transType: "msg",
+                                                branchID: MsgLocalTransaction.branchID, op: MsgLocalTransaction.op)
+            } catch DtmError.failure {
+                try? await client.send(.abort, abort)
+                throw bodyError
+            } catch {
+                throw bodyError  // not known yet: dtm asks queryPrepared itself later
+            }
+            try? await submit(client)
+            throw bodyError
+        }
         try await submit(client)
     }
 

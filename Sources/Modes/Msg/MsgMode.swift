@@ -9,7 +9,7 @@ public enum MsgMode: TransactionMode {
     public static let stepOps = ["action"]
     public static let expandsTopics = true
     /// The branch id and op under which QueryPrepared calls are recorded.
-    public static let queryPrepared = BranchRef("00", "msg")
+    public static let queryPrepared = BranchRef(MsgLocalTransaction.branchID, MsgLocalTransaction.op)
 
     public static func extraBranches(_ request: TransactionRequest) throws -> [BranchSpec] {
         guard !request.queryPrepared.isEmpty else { return [] }
