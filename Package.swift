@@ -411,6 +411,8 @@ let package = Package(
             dependencies: [
                 "DTMClient", "DTMClientTesting", "DTMWire", "DTMDiscovery",
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
         ),

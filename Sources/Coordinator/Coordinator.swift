@@ -70,7 +70,7 @@ public final class Coordinator: Sendable {
         let created = try await creation(request, status: .submitted)
         // What happens after the lock: nothing, a round by the scheduler now, or a WaitResult answer.
         enum Next: Sendable { case nothing, driveInBackground, answer(TransactionState) }
-        let next: Next = try await serialized(request.gid) { fresh in
+        let next: Next = try await serialized(request.gid, transType: request.transType) { fresh in
             let (existing, events) = try await self.decision(request.gid, fresh: fresh) { existing in
                 try ClientCommands.events(for: .submit(created), gid: request.gid, existing: existing, now: self.clock.now())
             }
@@ -190,7 +190,7 @@ public final class Coordinator: Sendable {
             throw RequestError.invalidArgument("TransType of PrepareWorkflow must be \(WorkflowMode.transType), got '\(request.transType)'")
         }
         let created = try await creation(request, status: .prepared)
-        return try await serialized(request.gid) { fresh in
+        return try await serialized(request.gid, transType: request.transType) { fresh in
             let (existing, events) = try await self.decision(request.gid, fresh: fresh) { existing in
                 try ClientCommands.events(for: .prepare(created), gid: request.gid, existing: existing, now: self.clock.now())
             }
@@ -220,7 +220,7 @@ public final class Coordinator: Sendable {
             throw RequestError.invalidArgument("BranchID must be 1 to 64 characters")
         }
         let specs = try TransactionModes.requested(request.transType).registeredBranches(request)
-        try await command(.registerBranches(specs, transType: request.transType), gid: request.gid)
+        try await command(.registerBranches(specs, transType: request.transType), gid: request.gid, transType: request.transType)
     }
 
     /// dtm's forceStop: an unfinished transaction fails at once; nothing more is called.
@@ -237,9 +237,10 @@ public final class Coordinator: Sendable {
         roundsDueNow.signal.ring()
     }
 
-    /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock.
-    private func command(_ command: ClientCommand, gid: String) async throws {
-        try await serialized(gid) { fresh in
+    /// Records what `command` means for `gid` (`ClientCommands`), under the gid's lock (as
+    /// `serialized` takes it for a request of `transType`).
+    private func command(_ command: ClientCommand, gid: String, transType: String = "") async throws {
+        try await serialized(gid, transType: transType) { fresh in
             let (existing, events) = try await self.decision(gid, fresh: fresh) { existing in
                 try ClientCommands.events(for: command, gid: gid, existing: existing, now: self.clock.now())
             }
@@ -298,10 +299,18 @@ public final class Coordinator: Sendable {
     /// Runs `body` under the gid's lock; when another node appended to the gid meanwhile
     /// (`StoreConflict`), runs it again, told to read fresh, as often as `conflictRetries`. Bodies
     /// append only at their end, so a conflict leaves nothing of them recorded.
-    private func serialized<T: Sendable>(_ gid: String, _ body: (_ fresh: Bool) async throws -> T) async throws -> T {
+    ///
+    /// A workflow's own requests (`transType` workflow: PrepareWorkflow, a progress, its Submit)
+    /// do not take the lock: they come from the application while a round may be holding it to
+    /// call that application back, and would wait for the call that waits for them. Their
+    /// compare-and-append orders them against the round as against another node's writes.
+    private func serialized<T: Sendable>(
+        _ gid: String, transType: String = "", _ body: (_ fresh: Bool) async throws -> T
+    ) async throws -> T {
         var conflicts = 0
         while true {
             do {
+                if transType == WorkflowMode.transType { return try await body(conflicts > 0) }
                 return try await locks.withLock(gid) { try await body(conflicts > 0) }
             } catch let conflict as StoreConflict where conflicts < Self.conflictRetries {
                 conflicts += 1
@@ -422,7 +431,7 @@ public final class Coordinator: Sendable {
             // A client request on another node changed the transaction (a shared store reports it
             // when the append is made or when it is committed): this round ends, the next one
             // starts from what the store holds (calls made meanwhile are repeated, idempotently).
-            logger.info("transaction changed by another node; the round ends", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
+            logger.info("transaction changed meanwhile (by another node, or by a workflow's own request); the round ends", metadata: ["gid": "\(gid)", "conflict": "\(conflict)"])
             // The appends before the conflicting one may still be committing; those after it fail too.
             for append in appends { try? await append.durable() }
             return try await store.transaction(gid)
