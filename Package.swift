@@ -34,6 +34,8 @@ let package = Package(
         .library(name: "DTMBarrierSQLite", targets: ["DTMBarrierSQLite"]),
         .executable(name: "trans-service", targets: ["TransService"]),
         .executable(name: "trans-app", targets: ["TransApp"]),
+        .executable(name: "barrier-transfer", targets: ["BarrierTransfer"]),
+        .executable(name: "workflow-transfer", targets: ["WorkflowTransfer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -81,12 +83,14 @@ let package = Package(
             dependencies: [
                 "DTMWire",
                 "DTMDiscovery",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ],
             swiftSettings: strictSettings
@@ -353,6 +357,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/gozero/TransApp",
+            swiftSettings: strictSettings
+        ),
+        // ── The SDK's examples (run by the test command) ───────────────────────────────────────
+        .executableTarget(
+            name: "BarrierTransfer",
+            dependencies: [
+                "DTMClient", "DTMBarrier", "DTMBarrierSQLite", "DTMWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ],
+            path: "Examples/barrier-transfer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "WorkflowTransfer",
+            dependencies: [
+                "DTMClient", "DTMWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Examples/workflow-transfer",
             swiftSettings: strictSettings
         ),
         // ── Tests ──────────────────────────────────────────────────────────────────────────

@@ -17,7 +17,7 @@ trap - EXIT
 # The black-box tests run the binaries as users run them: release builds. (Debug builds of
 # grpc-swift-nio-transport 2.9.2 can trip an internal assertion under load, "Can't close stream
 # N, it wasn't open", which release builds compile out.)
-for product in dtmd dtmctl trans-service trans-app; do swift build -c release --product "$product"; done
+for product in dtmd dtmctl trans-service trans-app barrier-transfer workflow-transfer; do swift build -c release --product "$product"; done
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r Tests/interop/requirements.txt

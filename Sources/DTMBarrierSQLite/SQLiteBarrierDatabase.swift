@@ -41,6 +41,23 @@ public final class SQLiteBarrierDatabase: BarrierDatabase {
         return SQLiteBarrierDatabase(connection: connection, table: table)
     }
 
+    /// Opens `storage`, runs `body` with the database, and closes it whether `body` returns or
+    /// throws.
+    public static func withDatabase<Result: Sendable>(
+        storage: SQLiteConnection.Storage, table: String = "barrier", _ body: (SQLiteBarrierDatabase) async throws -> Result
+    ) async throws -> Result {
+        let database = try await open(storage: storage, table: table)
+        let result: Result
+        do {
+            result = try await body(database)
+        } catch {
+            try? await database.close()
+            throw error
+        }
+        try await database.close()
+        return result
+    }
+
     private init(connection: SQLiteConnection, table: String) {
         self.connection = connection
         self.table = table

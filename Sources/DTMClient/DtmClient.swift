@@ -55,14 +55,15 @@ public struct DtmClient: Sendable {
 
     /// A new gid from the server.
     public func newGid() async throws -> String {
-        try await call { dtm in try await dtm.newGid(request: ClientRequest(message: .init())).gid }
+        if case let .http(api) = connection { return try await api.newGid() }
+        return try await grpc { dtm in try await dtm.newGid(request: ClientRequest(message: .init())).gid }
     }
 
     /// How often a request is sent to another dtm server after one could not be reached.
     static let failovers = 2
 
-    /// Sends a request through `body` to a dtm server: the fixed one, or one of the target's.
-    func call<T: Sendable>(_ body: (any Dtmgimp_Dtm.ClientProtocol) async throws -> T) async throws -> T {
+    /// Sends a gRPC request through `body` to a dtm server: the fixed one, or one of the target's.
+    private func grpc<T: Sendable>(_ body: (any Dtmgimp_Dtm.ClientProtocol) async throws -> T) async throws -> T {
         switch connection {
         case let .fixed(dtm):
             return try await mappingErrors { try await body(dtm) }
@@ -79,6 +80,8 @@ public struct DtmClient: Sendable {
                     failovers += 1
                 }
             }
+        case .http:
+            preconditionFailure("gRPC requests are sent only on gRPC connections")  // callers switch on .http first
         }
     }
 
@@ -101,7 +104,8 @@ public struct DtmClient: Sendable {
     }
 
     func send(_ operation: GlobalOperation, _ request: Dtmgimp_DtmRequest) async throws {
-        try await call { dtm in
+        if case let .http(api) = connection { return try await api.send(operation, request) }
+        try await grpc { dtm in
             let message = ClientRequest(message: request)
             switch operation {
             case .prepare: _ = try await dtm.prepare(request: message)
@@ -109,6 +113,16 @@ public struct DtmClient: Sendable {
             case .abort: _ = try await dtm.abort(request: message)
             }
         }
+    }
+
+    func prepareWorkflow(_ request: Dtmgimp_DtmRequest) async throws -> Dtmgimp_DtmProgressesReply {
+        if case let .http(api) = connection { return try await api.prepareWorkflow(request) }
+        return try await grpc { dtm in try await dtm.prepareWorkflow(request: ClientRequest(message: request)) }
+    }
+
+    /// Whether requests go to dtm's HTTP API (a target `http(s)://…/api/dtmsvr`).
+    var speaksHTTP: Bool {
+        if case .http = connection { true } else { false }
     }
 
     /// Runs `body` of a global transaction; if it throws, aborts with `request` and rethrows what
@@ -124,15 +138,17 @@ public struct DtmClient: Sendable {
     }
 
     func registerBranch(_ request: Dtmgimp_DtmBranchRequest) async throws {
-        try await call { dtm in _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
+        if case let .http(api) = connection { return try await api.registerBranch(request) }
+        try await grpc { dtm in _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
     }
 
-    /// Calls a branch method (`<server>/pkg.Svc/Method`, the server as in any branch URL) with
-    /// dtm's metadata, as a TCC Try or an XA prepare is called by the application; returns the
-    /// branch's reply.
+    /// Calls a branch (`<server>/pkg.Svc/Method`, the server as in any branch URL, or an
+    /// `http(s)://` URL) with dtm's metadata, as a TCC Try or an XA prepare is called by the
+    /// application; returns the branch's reply.
     package func callBranch(url: String, payload: [UInt8], gid: String, transType: String, branchID: String, op: String) async throws -> [UInt8] {
-        let parsed = try GrpcBranchURL(parsing: url)
         let metadata = DtmMetadata(gid: gid, transType: transType, branchID: branchID, op: op, dtm: target)
+        if isHTTPBranchURL(url) { return try await HTTPBranchCall(client: .shared).call(url, payload: payload, metadata: metadata) }
+        let parsed = try GrpcBranchURL(parsing: url)
         return try await mappingErrors { try await branches.call(parsed, payload: payload, metadata: metadata) }
     }
 }
@@ -143,6 +159,8 @@ enum DtmConnection: Sendable {
     case fixed(any Dtmgimp_Dtm.ClientProtocol)
     /// One of the client's target's current addresses, per request.
     case discovered(any TargetResolver, ConnectionPool)
+    /// dtm's HTTP API.
+    case http(DtmHTTPAPI)
 }
 
 /// One connection per server address, kept and run (`run()`) for the life of a client.
@@ -203,7 +221,10 @@ struct PooledBranchCaller: BranchCaller {
     }
 }
 
-/// Connects to dtm at `target` (`host:port` or `etcd://…/dtmservice`), runs `body`, and closes.
+/// Connects to dtm at `target`, runs `body`, and closes. `target` is dtm's gRPC address
+/// (`host:port`, or `etcd://…/dtmservice` resolved through etcd) or the URL of its HTTP API
+/// (`http://host:36789/api/dtmsvr`, as Go's `dtmcli` takes it): then every request, and every
+/// branch the application calls itself, speaks HTTP, and payloads must be UTF-8 text (JSON).
 public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async throws -> T) async throws -> T {
     let resolver = DiscoveryResolver()
     let connections = ConnectionPool()
@@ -211,10 +232,15 @@ public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async
         group.addTask { try await resolver.run() }
         group.addTask { await connections.run() }
         defer { group.cancelAll() }
-        _ = try await resolver.address(for: target)  // a target that cannot resolve fails here
+        let connection: DtmConnection
+        if isHTTPBranchURL(target) {
+            connection = .http(DtmHTTPAPI(server: target.hasSuffix("/") ? String(target.dropLast()) : target, client: .shared))
+        } else {
+            _ = try await resolver.address(for: target)  // a target that cannot resolve fails here
+            connection = .discovered(resolver, connections)
+        }
         return try await body(DtmClient(
-            connection: .discovered(resolver, connections), branches: PooledBranchCaller(resolver: resolver, connections: connections),
-            target: target))
+            connection: connection, branches: PooledBranchCaller(resolver: resolver, connections: connections), target: target))
     }
 }
 

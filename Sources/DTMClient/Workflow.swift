@@ -31,11 +31,21 @@ public final class Workflows: Sendable {
         let handler: WorkflowHandler
     }
 
-    /// Workflows that talk to dtm through `client`; `callbackHost` is the `host:port` where the
-    /// application serves `service`, as dtm should dial it.
+    /// Workflows that talk to dtm through `client` over gRPC; `callbackHost` is the `host:port`
+    /// where the application serves `service`, as dtm should dial it (Go's `InitGrpc`).
     public init(client: DtmClient, callbackHost: String) {
         self.client = client
         self.callback = callbackHost + "/" + Workflow_Workflow.Method.Execute.descriptor.fullyQualifiedMethod
+    }
+
+    /// Workflows that talk to dtm's HTTP API through `client` (Go's `InitHTTP`); dtm resumes a
+    /// workflow by calling `callbackURL` (with gid, trans_type, branch_id 00 and op = the
+    /// workflow's name as query parameters, the input as the body), which the application
+    /// serves with `execute(name: op, gid:, payload: body)` (`DTMClientHummingbird`'s
+    /// `dtmWorkflowCallback` does that).
+    public init(client: DtmClient, callbackURL: String) {
+        self.client = client
+        self.callback = callbackURL
     }
 
     /// Registers `handler` as the workflow `name` (once per name, at startup: dtm resumes a
@@ -60,7 +70,7 @@ public final class Workflows: Sendable {
             throw WorkflowError.misuse("workflow \(name) is not registered: register it at startup")
         }
         let request = try prepareRequest(name: name, gid: gid, payload: payload, options: registration.options)
-        let reply = try await client.call { dtm in try await dtm.prepareWorkflow(request: ClientRequest(message: request)) }
+        let reply = try await client.prepareWorkflow(request)
         switch reply.transaction.status {
         case WorkflowStatus.succeed:
             return [UInt8](Data(base64Encoded: reply.transaction.result) ?? Data())

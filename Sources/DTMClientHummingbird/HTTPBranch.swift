@@ -21,7 +21,22 @@ extension RouterMethods {
         on(path, method: .post, use: respond)
         return self
     }
+
+    /// Serves the HTTP callback through which dtm resumes the unfinished workflows of
+    /// `workflows` (made with `Workflows(client:callbackURL:)` naming this path): dtm's `op` is
+    /// the workflow's name, the body its input; the answer is the workflow's outcome (dtm only
+    /// logs it).
+    @discardableResult
+    public func dtmWorkflowCallback(_ path: RouterPath, _ workflows: Workflows) -> Self {
+        dtmBranch(path) { request, _, branch in
+            let input = try await request.body.collect(upTo: workflowInputLimit)
+            try await workflows.execute(branch.op, gid: branch.gid, payload: Array(buffer: input))
+        }
+    }
 }
+
+/// The largest workflow input the callback reads.
+let workflowInputLimit = 16 << 20
 
 /// Runs `body` with the branch context of `request` and answers as dtm expects.
 func dtmBranchResponse(_ request: Request, _ body: (BranchContext) async throws -> Void) async -> Response {

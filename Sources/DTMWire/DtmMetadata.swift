@@ -1,3 +1,4 @@
+import Foundation
 public import GRPCCore
 
 /// The `dtm-*` metadata dtm sends with every gRPC branch call (and an application with a TCC Try
@@ -49,5 +50,18 @@ public struct DtmMetadata: Sendable, Equatable {
             metadata.addString(value, forKey: key.lowercased())
         }
         return metadata
+    }
+
+    /// An HTTP branch URL with dtm's query parameters added (gid, trans_type, branch_id, op, in
+    /// that order, after the URL's own); nil when `url` is not a URL.
+    public func httpBranchURL(_ url: String) -> String? {
+        guard var components = URLComponents(string: url) else { return nil }
+        components.queryItems = (components.queryItems ?? []) + [
+            URLQueryItem(name: "gid", value: gid),
+            URLQueryItem(name: "trans_type", value: transType),
+            URLQueryItem(name: "branch_id", value: branchID),
+            URLQueryItem(name: "op", value: op),
+        ]
+        return components.string
     }
 }

@@ -22,16 +22,7 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
         if call.jsonRPC { return await invokeJSONRPC(call) }
-        guard var components = URLComponents(string: call.url) else {
-            return BranchResult(.error, "branch URL '\(call.url)' is not a URL")
-        }
-        components.queryItems = (components.queryItems ?? []) + [
-            URLQueryItem(name: "gid", value: call.gid),
-            URLQueryItem(name: "trans_type", value: call.transType),
-            URLQueryItem(name: "branch_id", value: call.branchID),
-            URLQueryItem(name: "op", value: call.op),
-        ]
-        guard let url = components.string else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
+        guard let url = call.dtmMetadata.httpBranchURL(call.url) else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
         let posts = !call.payload.isEmpty || call.postsEmptyPayload
         do {
             let (status, body) = try await send(posts ? call.payload : nil, to: url, headers: call.headers, timeout: call.timeout)

@@ -1,0 +1,175 @@
+// A transfer between two accounts as a SAGA whose branches are guarded by dtm's barrier on
+// SQLite: the balance changes and the barrier rows commit together, so dtm's retries, a
+// compensation of an action that failed, and a branch that answers an error after committing
+// all leave the balances right.
+//
+//   barrier-transfer --dtm localhost:36790 --listen 127.0.0.1:8091 --database ./bank.sqlite
+//
+// It serves the bank's branches itself (gRPC `bank.Bank`, raw JSON payloads), runs three
+// transfers against the dtm at --dtm, prints the balances and exits 0 when they are right.
+import ArgumentParser
+import DTMBarrier
+import DTMBarrierSQLite
+import DTMClient
+import DTMWire
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SQLiteNIO
+import Synchronization
+
+@main
+struct BarrierTransfer: AsyncParsableCommand {
+    @Option(help: "dtm's gRPC address (host:port or etcd://…/dtmservice).") var dtm = "localhost:36790"
+    @Option(help: "Where the bank's branches listen (host:port), as dtm dials them.") var listen = "127.0.0.1:8091"
+    @Option(help: "The bank's SQLite database.") var database = "barrier-transfer.sqlite"
+
+    func run() async throws {
+        let parts = listen.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be host:port") }
+        try await SQLiteBarrierDatabase.withDatabase(storage: .file(path: database)) { database in
+            let bank = try await Bank(database: database)
+            let server = GRPCServer(
+                transport: HTTP2ServerTransport.Posix(address: .ipv4(host: String(parts[0]), port: port), transportSecurity: .plaintext),
+                services: [bank])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await server.serve() }
+                defer { server.beginGracefulShutdown() }
+                try await withDtmClient(target: dtm) { client in
+                    try await transfers(client, bank: bank)
+                }
+            }
+        }
+        print("barrier transfer OK")
+    }
+
+    func transfers(_ client: DtmClient, bank: Bank) async throws {
+        let url = { (method: String) in "\(listen)/bank.Bank/\(method)" }
+        // WaitResult: Submit answers once dtm's first round is over, FAILURE unless it succeeded.
+        func saga(_ transfer: Transfer, waitResult: Bool = true) async throws -> Saga {
+            var saga = Saga(gid: try await client.newGid())
+            saga.options.waitResult = waitResult
+            saga.options.retryInterval = 1
+            let payload = try JSONEncoder().encode(transfer)
+            try saga.add(action: url("TransOut"), compensate: url("TransOutCompensate"), payload)
+            try saga.add(action: url("TransIn"), compensate: url("TransInCompensate"), payload)
+            return saga
+        }
+        try await bank.expect([1: 100, 2: 0], "opening balances")
+
+        // 1. A plain transfer.
+        try await saga(Transfer(from: 1, to: 2, amount: 30)).submit(client)
+        try await bank.expect([1: 70, 2: 30], "after transferring 30")
+
+        // 2. More than the balance: TransOut answers FAILURE and its local transaction rolls
+        //    back; dtm then compensates it anyway, and the barrier sees a compensation of an
+        //    action that never committed (a null compensation) and does nothing.
+        do {
+            try await saga(Transfer(from: 1, to: 2, amount: 500)).submit(client)
+            throw ValidationError("a transfer of 500 out of 70 succeeded")
+        } catch DtmError.failure {}
+        try await bank.expect([1: 70, 2: 30], "after refusing 500")
+
+        // 3. TransIn commits, then answers an error as if the reply were lost: dtm calls it again
+        //    a second later, and the barrier answers success without adding the amount twice.
+        let flaky = try await saga(Transfer(from: 1, to: 2, amount: 20, answersErrorAfterCommit: true), waitResult: false)
+        try await flaky.submit(client)
+        for _ in 0..<300 where bank.transInCalls(flaky.gid) < 2 { try await Task.sleep(for: .milliseconds(100)) }
+        try await bank.expect([1: 50, 2: 50], "after a TransIn that was called \(bank.transInCalls(flaky.gid)) times")
+    }
+}
+
+/// What a branch is asked to move.
+struct Transfer: Codable {
+    var from: Int
+    var to: Int
+    var amount: Int
+    /// TransIn answers Unavailable once after committing (a reply lost on the way back).
+    var answersErrorAfterCommit = false
+}
+
+/// The bank's gRPC service: four branches, each behind the barrier, on one SQLite database.
+final class Bank: RegistrableRPCService, Sendable {
+    let database: SQLiteBarrierDatabase
+    /// How often TransIn was called, by gid.
+    private let transIns = Mutex<[String: Int]>([:])
+
+    /// The bank on `database`, with its two accounts opened afresh.
+    init(database: SQLiteBarrierDatabase) async throws {
+        self.database = database
+        try await database.withTransaction { connection in
+            _ = try await connection.query("CREATE TABLE IF NOT EXISTS accounts (user INTEGER PRIMARY KEY, balance INTEGER NOT NULL)", [])
+            _ = try await connection.query("DELETE FROM accounts", [])
+            _ = try await connection.query("INSERT INTO accounts (user, balance) VALUES (1, 100), (2, 0)", [])
+        }
+    }
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        branch("TransOut", &router) { transfer, connection in
+            // Refused (FAILURE) when the balance is short: dtm rolls the saga back.
+            let rows = try await connection.query(
+                "UPDATE accounts SET balance = balance - ? WHERE user = ? AND balance >= ? RETURNING balance",
+                [.integer(transfer.amount), .integer(transfer.from), .integer(transfer.amount)])
+            if rows.isEmpty { throw DtmError.failure("insufficient balance in account \(transfer.from)") }
+        }
+        branch("TransOutCompensate", &router) { transfer, connection in
+            try await Bank.add(transfer.amount, to: transfer.from, connection)
+        }
+        branch("TransIn", &router) { transfer, connection in
+            try await Bank.add(transfer.amount, to: transfer.to, connection)
+        }
+        branch("TransInCompensate", &router) { transfer, connection in
+            try await Bank.add(-transfer.amount, to: transfer.to, connection)
+        }
+    }
+
+    /// Serves `method`: the payload's transfer, applied by `change` behind the call's barrier.
+    private func branch<Transport: ServerTransport>(
+        _ method: String, _ router: inout RPCRouter<Transport>,
+        _ change: @escaping @Sendable (Transfer, SQLiteConnection) async throws -> Void
+    ) {
+        router.registerHandler(
+            forMethod: MethodDescriptor(fullyQualifiedService: "bank.Bank", method: method),
+            deserializer: RawBytesCoding(), serializer: RawBytesCoding()
+        ) { request, _ in
+            let payload = try await request.messages.reduce(into: [UInt8]()) { $0 += $1 }
+            return try await dtmBranch(request.metadata) { context in
+                let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
+                let ran = try await BranchBarrier(context).call(on: self.database) { connection in
+                    try await change(transfer, connection)
+                }
+                print("\(method) \(transfer.amount): \(ran == nil ? "skipped by the barrier" : "done")")
+                if method == "TransIn", let gid = context?.gid {
+                    let calls = self.transIns.withLock { calls in
+                        calls[gid, default: 0] += 1
+                        return calls[gid, default: 0]
+                    }
+                    if transfer.answersErrorAfterCommit, calls == 1 { throw RPCError(code: .unavailable, message: "the reply was lost") }
+                }
+                return StreamingServerResponse(single: ServerResponse(message: []))
+            }
+        }
+    }
+
+    private static func add(_ amount: Int, to user: Int, _ connection: SQLiteConnection) async throws {
+        _ = try await connection.query("UPDATE accounts SET balance = balance + ? WHERE user = ?", [.integer(amount), .integer(user)])
+    }
+
+    func balances() async throws -> [Int: Int] {
+        try await database.withTransaction { connection in
+            var balances: [Int: Int] = [:]
+            for row in try await connection.query("SELECT user, balance FROM accounts", []) {
+                if let user = row.column("user")?.integer, let balance = row.column("balance")?.integer { balances[user] = balance }
+            }
+            return balances
+        }
+    }
+
+    func expect(_ expected: [Int: Int], _ when: String) async throws {
+        let balances = try await balances()
+        print("balances \(when): 1 → \(balances[1] ?? 0), 2 → \(balances[2] ?? 0)")
+        guard balances == expected else { throw ValidationError("expected \(expected) \(when), found \(balances)") }
+    }
+
+    func transInCalls(_ gid: String) -> Int { transIns.withLock { $0[gid, default: 0] } }
+}
