@@ -363,8 +363,11 @@ let package = Package(
         .executableTarget(
             name: "BarrierTransfer",
             dependencies: [
-                "DTMClient", "DTMBarrier", "DTMBarrierSQLite", "DTMWire",
+                "DTMClient", "DTMClientHummingbird", "DTMBarrier", "DTMBarrierSQLite", "DTMWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
@@ -375,7 +378,10 @@ let package = Package(
         .executableTarget(
             name: "WorkflowTransfer",
             dependencies: [
-                "DTMClient", "DTMWire",
+                "DTMClient", "DTMClientHummingbird", "DTMWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

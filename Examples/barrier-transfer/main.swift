@@ -4,18 +4,24 @@
 // all leave the balances right.
 //
 //   barrier-transfer --dtm localhost:36790 --listen 127.0.0.1:8091 --database ./bank.sqlite
+//   barrier-transfer --dtm http://localhost:36789/api/dtmsvr --listen 127.0.0.1:8091   (HTTP)
 //
-// It serves the bank's branches itself (gRPC `bank.Bank`, raw JSON payloads), runs three
-// transfers against the dtm at --dtm, prints the balances and exits 0 when they are right.
+// It serves the bank's branches itself (JSON payloads; gRPC `bank.Bank`, or HTTP `/bank/…` with
+// Hummingbird when --dtm is dtm's HTTP API), runs three transfers against that dtm, prints the
+// balances and exits 0 when they are right.
 import ArgumentParser
 import DTMBarrier
 import DTMBarrierSQLite
 import DTMClient
+import DTMClientHummingbird
 import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Hummingbird
+import Logging
 import SQLiteNIO
+import ServiceLifecycle
 import Synchronization
 
 @main
@@ -27,24 +33,34 @@ struct BarrierTransfer: AsyncParsableCommand {
     func run() async throws {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be host:port") }
+        let host = String(parts[0])
         try await SQLiteBarrierDatabase.withDatabase(storage: .file(path: database)) { database in
             let bank = try await Bank(database: database)
-            let server = GRPCServer(
-                transport: HTTP2ServerTransport.Posix(address: .ipv4(host: String(parts[0]), port: port), transportSecurity: .plaintext),
-                services: [bank])
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.serve() }
-                defer { server.beginGracefulShutdown() }
-                try await withDtmClient(target: dtm) { client in
-                    try await transfers(client, bank: bank)
+            try await withDtmClient(target: dtm) { client in
+                if dtm.hasPrefix("http://") || dtm.hasPrefix("https://") {
+                    let app = Application(router: bank.router(), configuration: .init(address: .hostname(host, port: port)))
+                    let services = ServiceGroup(services: [app], logger: Logger(label: "barrier-transfer"))
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await services.run() }
+                        try await transfers(client, bank: bank, branchURL: { [listen] in "http://\(listen)/bank/\($0)" })
+                        await services.triggerGracefulShutdown()
+                    }
+                } else {
+                    let server = GRPCServer(
+                        transport: HTTP2ServerTransport.Posix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
+                        services: [bank])
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await server.serve() }
+                        defer { server.beginGracefulShutdown() }
+                        try await transfers(client, bank: bank, branchURL: { [listen] in "\(listen)/bank.Bank/\($0)" })
+                    }
                 }
             }
         }
         print("barrier transfer OK")
     }
 
-    func transfers(_ client: DtmClient, bank: Bank) async throws {
-        let url = { (method: String) in "\(listen)/bank.Bank/\(method)" }
+    func transfers(_ client: DtmClient, bank: Bank, branchURL url: (String) -> String) async throws {
         // WaitResult: Submit answers once dtm's first round is over, FAILURE unless it succeeded.
         func saga(_ transfer: Transfer, waitResult: Bool = true) async throws -> Saga {
             var saga = Saga(gid: try await client.newGid())
@@ -104,50 +120,60 @@ final class Bank: RegistrableRPCService, Sendable {
         }
     }
 
-    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        branch("TransOut", &router) { transfer, connection in
+    /// Each branch's change of the balances, made behind the call's barrier.
+    private static let changes: [String: @Sendable (Transfer, SQLiteConnection) async throws -> Void] = [
+        "TransOut": { transfer, connection in
             // Refused (FAILURE) when the balance is short: dtm rolls the saga back.
             let rows = try await connection.query(
                 "UPDATE accounts SET balance = balance - ? WHERE user = ? AND balance >= ? RETURNING balance",
                 [.integer(transfer.amount), .integer(transfer.from), .integer(transfer.amount)])
             if rows.isEmpty { throw DtmError.failure("insufficient balance in account \(transfer.from)") }
-        }
-        branch("TransOutCompensate", &router) { transfer, connection in
-            try await Bank.add(transfer.amount, to: transfer.from, connection)
-        }
-        branch("TransIn", &router) { transfer, connection in
-            try await Bank.add(transfer.amount, to: transfer.to, connection)
-        }
-        branch("TransInCompensate", &router) { transfer, connection in
-            try await Bank.add(-transfer.amount, to: transfer.to, connection)
+        },
+        "TransOutCompensate": { transfer, connection in try await add(transfer.amount, to: transfer.from, connection) },
+        "TransIn": { transfer, connection in try await add(transfer.amount, to: transfer.to, connection) },
+        "TransInCompensate": { transfer, connection in try await add(-transfer.amount, to: transfer.to, connection) },
+    ]
+
+    /// The branches over gRPC: `bank.Bank/<method>`.
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        for method in Self.changes.keys {
+            router.registerHandler(
+                forMethod: MethodDescriptor(fullyQualifiedService: "bank.Bank", method: method),
+                deserializer: RawBytesCoding(), serializer: RawBytesCoding()
+            ) { request, _ in
+                let payload = try await request.messages.reduce(into: [UInt8]()) { $0 += $1 }
+                return try await dtmBranch(request.metadata) { context in
+                    try await self.handle(method, payload: payload, context: context)
+                    return StreamingServerResponse(single: ServerResponse(message: []))
+                }
+            }
         }
     }
 
-    /// Serves `method`: the payload's transfer, applied by `change` behind the call's barrier.
-    private func branch<Transport: ServerTransport>(
-        _ method: String, _ router: inout RPCRouter<Transport>,
-        _ change: @escaping @Sendable (Transfer, SQLiteConnection) async throws -> Void
-    ) {
-        router.registerHandler(
-            forMethod: MethodDescriptor(fullyQualifiedService: "bank.Bank", method: method),
-            deserializer: RawBytesCoding(), serializer: RawBytesCoding()
-        ) { request, _ in
-            let payload = try await request.messages.reduce(into: [UInt8]()) { $0 += $1 }
-            return try await dtmBranch(request.metadata) { context in
-                let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
-                let ran = try await BranchBarrier(context).call(on: self.database) { connection in
-                    try await change(transfer, connection)
-                }
-                print("\(method) \(transfer.amount): \(ran == nil ? "skipped by the barrier" : "done")")
-                if method == "TransIn", let gid = context?.gid {
-                    let calls = self.transIns.withLock { calls in
-                        calls[gid, default: 0] += 1
-                        return calls[gid, default: 0]
-                    }
-                    if transfer.answersErrorAfterCommit, calls == 1 { throw RPCError(code: .unavailable, message: "the reply was lost") }
-                }
-                return StreamingServerResponse(single: ServerResponse(message: []))
+    /// The branches over HTTP: `/bank/<method>`.
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        for method in Self.changes.keys {
+            router.dtmBranch(RouterPath("/bank/\(method)")) { request, _, context in
+                let payload = try await request.body.collect(upTo: 1 << 20)
+                try await self.handle(method, payload: Array(buffer: payload), context: context)
             }
+        }
+        return router
+    }
+
+    /// One branch call: the payload's transfer, applied behind the call's barrier.
+    func handle(_ method: String, payload: [UInt8], context: BranchContext?) async throws {
+        guard let change = Self.changes[method] else { throw DtmError.failure("no branch \(method)") }
+        let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
+        let ran = try await BranchBarrier(context).call(on: database) { connection in try await change(transfer, connection) }
+        print("\(method) \(transfer.amount): \(ran == nil ? "skipped by the barrier" : "done")")
+        if method == "TransIn", let gid = context?.gid {
+            let calls = transIns.withLock { calls in
+                calls[gid, default: 0] += 1
+                return calls[gid, default: 0]
+            }
+            if transfer.answersErrorAfterCommit, calls == 1 { throw ReplyLost() }
         }
     }
 
@@ -172,4 +198,11 @@ final class Bank: RegistrableRPCService, Sendable {
     }
 
     func transInCalls(_ gid: String) -> Int { transIns.withLock { $0[gid, default: 0] } }
+}
+
+/// A reply lost after the branch committed: gRPC Unavailable (HTTP 500), which dtm retries.
+struct ReplyLost: Error, CustomStringConvertible, RPCErrorConvertible {
+    var description: String { "the reply was lost" }
+    var rpcErrorCode: RPCError.Code { .unavailable }
+    var rpcErrorMessage: String { description }
 }

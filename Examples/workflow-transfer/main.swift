@@ -3,16 +3,23 @@
 // (TransIn unavailable), dtm calls the application back and the same code resumes it without
 // calling TransOut again.
 //
-//   workflow-transfer --dtm localhost:36790 --listen 127.0.0.1:8092
+//   workflow-transfer --dtm localhost:36790 --listen 127.0.0.1:8092                  (gRPC)
+//   workflow-transfer --dtm http://localhost:36789/api/dtmsvr --listen 127.0.0.1:8092 (HTTP)
 //
-// It serves the bank's branches and the workflow callback (`workflow.Workflow`) itself, runs
-// three transfers against the dtm at --dtm, and exits 0 when the balances are right.
+// It serves the bank's branches and the workflow callback itself — over gRPC (`bank.Bank`,
+// `workflow.Workflow`) or, when --dtm is dtm's HTTP API, over HTTP (`/bank/…`,
+// `/workflow/resume`, with Hummingbird) — runs three transfers, and exits 0 when the
+// balances are right.
 import ArgumentParser
 import DTMClient
+import DTMClientHummingbird
 import DTMWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Hummingbird
+import Logging
+import ServiceLifecycle
 import Synchronization
 
 @main
@@ -24,24 +31,38 @@ struct WorkflowTransfer: AsyncParsableCommand {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be host:port") }
         let bank = Bank()
-        try await withDtmClient(target: dtm) { client in
-            let workflows = Workflows(client: client, callbackHost: listen)
-            try register(workflows, bank: bank)
-            let server = GRPCServer(
-                transport: HTTP2ServerTransport.Posix(address: .ipv4(host: String(parts[0]), port: port), transportSecurity: .plaintext),
-                services: [bank, workflows.service])
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.serve() }
-                defer { server.beginGracefulShutdown() }
-                try await transfers(workflows, client: client, bank: bank)
+        let host = String(parts[0])
+        if dtm.hasPrefix("http://") || dtm.hasPrefix("https://") {
+            try await withDtmClient(target: dtm) { client in
+                let workflows = Workflows(client: client, callbackURL: "http://\(listen)/workflow/resume")
+                try register(workflows, bank: bank, branchURL: { [listen] in "http://\(listen)/bank/\($0)" })
+                let app = Application(router: bank.router(resuming: workflows), configuration: .init(address: .hostname(host, port: port)))
+                let services = ServiceGroup(services: [app], logger: Logger(label: "workflow-transfer"))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await services.run() }
+                    try await transfers(workflows, client: client, bank: bank)
+                    await services.triggerGracefulShutdown()
+                }
+            }
+        } else {
+            try await withDtmClient(target: dtm) { client in
+                let workflows = Workflows(client: client, callbackHost: listen)
+                try register(workflows, bank: bank, branchURL: { [listen] in "\(listen)/bank.Bank/\($0)" })
+                let server = GRPCServer(
+                    transport: HTTP2ServerTransport.Posix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
+                    services: [bank, workflows.service])
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await server.serve() }
+                    defer { server.beginGracefulShutdown() }
+                    try await transfers(workflows, client: client, bank: bank)
+                }
             }
         }
         print("workflow transfer OK")
     }
 
     /// The workflow: take the amount out of one account (put it back on rollback), then into the other.
-    func register(_ workflows: Workflows, bank: Bank) throws {
-        let url: @Sendable (String) -> String = { [listen] method in "\(listen)/bank.Bank/\(method)" }
+    func register(_ workflows: Workflows, bank: Bank, branchURL url: @escaping @Sendable (String) -> String) throws {
         var options = WorkflowOptions()
         options.transOptions.retryInterval = 1  // dtm calls back a second after an unfinished run
         try workflows.register("transfer", options: options) { workflow, payload in
@@ -82,8 +103,8 @@ struct WorkflowTransfer: AsyncParsableCommand {
         do {
             try await workflows.execute("transfer", gid: try await client.newGid(), payload: try payload(Transfer(from: 1, to: 2, amount: 20, unavailableOnce: true)))
             throw ValidationError("a transfer with TransIn unavailable finished at once")
-        } catch let error as RPCError where error.code == .unavailable {
-            print("unfinished: \(error.message); waiting for dtm to resume it")
+        } catch let error where !(error is DtmError) {
+            print("unfinished: \(error); waiting for dtm to resume it")
         }
         for _ in 0..<300 where !bank.transferDone.withLock({ $0.contains(20) }) { try await Task.sleep(for: .milliseconds(100)) }
         try bank.expect([1: 50, 2: 50], "after the resumed transfer")
@@ -109,30 +130,50 @@ final class Bank: RegistrableRPCService, Sendable {
 
     func add(_ amount: Int, to user: Int) { balances.withLock { $0[user, default: 0] += amount } }
 
+    static let methods = ["TransOut", "TransIn"]
+
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        for method in ["TransOut", "TransIn"] {
+        for method in Self.methods {
             router.registerHandler(
                 forMethod: MethodDescriptor(fullyQualifiedService: "bank.Bank", method: method),
                 deserializer: RawBytesCoding(), serializer: RawBytesCoding()
             ) { request, _ in
                 let payload = try await request.messages.reduce(into: [UInt8]()) { $0 += $1 }
                 return try await dtmBranch(request.metadata) { context in
-                    let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
-                    self.calls.withLock { $0[method, default: 0] += 1 }
-                    if method == "TransOut" {
-                        self.add(-transfer.amount, to: transfer.from)
-                    } else if transfer.refused {
-                        throw DtmError.failure("account \(transfer.to) refuses transfers")
-                    } else if transfer.unavailableOnce, self.unavailableGiven.withLock({ $0.insert(context?.gid ?? "").inserted }) {
-                        throw RPCError(code: .unavailable, message: "TransIn is restarting")
-                    } else {
-                        self.add(transfer.amount, to: transfer.to)
-                    }
-                    print("\(method) \(transfer.amount) (gid \(context?.gid ?? "-"), branch \(context?.branchID ?? "-"))")
+                    try self.handle(method, payload: payload, context: context)
                     return StreamingServerResponse(single: ServerResponse(message: []))
                 }
             }
         }
+    }
+
+    /// The same branches over HTTP (`/bank/<method>`), and the workflow callback.
+    func router(resuming workflows: Workflows) -> Router<BasicRequestContext> {
+        let router = Router()
+        for method in Self.methods {
+            router.dtmBranch(RouterPath("/bank/\(method)")) { request, _, context in
+                let payload = try await request.body.collect(upTo: 1 << 20)
+                try self.handle(method, payload: Array(buffer: payload), context: context)
+            }
+        }
+        router.dtmWorkflowCallback("/workflow/resume", workflows)
+        return router
+    }
+
+    /// One branch call, over gRPC or HTTP alike.
+    func handle(_ method: String, payload: [UInt8], context: BranchContext?) throws {
+        let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
+        calls.withLock { $0[method, default: 0] += 1 }
+        if method == "TransOut" {
+            add(-transfer.amount, to: transfer.from)
+        } else if transfer.refused {
+            throw DtmError.failure("account \(transfer.to) refuses transfers")
+        } else if transfer.unavailableOnce, unavailableGiven.withLock({ $0.insert(context?.gid ?? "").inserted }) {
+            throw TransInRestarting()
+        } else {
+            add(transfer.amount, to: transfer.to)
+        }
+        print("\(method) \(transfer.amount) (gid \(context?.gid ?? "-"), branch \(context?.branchID ?? "-"))")
     }
 
     func expect(_ expected: [Int: Int], _ when: String) throws {
@@ -140,4 +181,11 @@ final class Bank: RegistrableRPCService, Sendable {
         print("balances \(when): 1 → \(balances[1] ?? 0), 2 → \(balances[2] ?? 0)")
         guard balances == expected else { throw ValidationError("expected \(expected) \(when), found \(balances)") }
     }
+}
+
+/// TransIn's one outage: gRPC Unavailable (HTTP 500): an error dtm and the workflow retry.
+struct TransInRestarting: Error, CustomStringConvertible, RPCErrorConvertible {
+    var description: String { "TransIn is restarting" }
+    var rpcErrorCode: RPCError.Code { .unavailable }
+    var rpcErrorMessage: String { description }
 }

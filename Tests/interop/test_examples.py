@@ -17,8 +17,14 @@ def run_example(name, *arguments):
     return result.stdout
 
 
-def test_barrier_transfer_keeps_balances_right_through_retries_and_null_compensation(dtmd, tmp_path):
-    out = run_example("barrier-transfer", "--dtm", f"127.0.0.1:{dtmd.grpc_port}", "--listen", f"127.0.0.1:{free_port()}",
+def dtm_target(dtmd, protocol):
+    """The example's --dtm: dtmd's gRPC address, or its HTTP API (the SDK's HTTP mode)."""
+    return f"127.0.0.1:{dtmd.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{dtmd.http_port}/api/dtmsvr"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_barrier_transfer_keeps_balances_right_through_retries_and_null_compensation(dtmd, tmp_path, protocol):
+    out = run_example("barrier-transfer", "--dtm", dtm_target(dtmd, protocol), "--listen", f"127.0.0.1:{free_port()}",
                       "--database", str(tmp_path / "bank.sqlite"))
     assert "balances after transferring 30: 1 → 70, 2 → 30" in out
     assert "TransOutCompensate 500: skipped by the barrier" in out  # the null compensation
@@ -27,11 +33,12 @@ def test_barrier_transfer_keeps_balances_right_through_retries_and_null_compensa
     assert "barrier transfer OK" in out
 
 
-def test_workflow_transfer_commits_rolls_back_and_resumes(dtmd):
-    out = run_example("workflow-transfer", "--dtm", f"127.0.0.1:{dtmd.grpc_port}", "--listen", f"127.0.0.1:{free_port()}")
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_workflow_transfer_commits_rolls_back_and_resumes(dtmd, protocol):
+    out = run_example("workflow-transfer", "--dtm", dtm_target(dtmd, protocol), "--listen", f"127.0.0.1:{free_port()}")
     assert "result: moved 30" in out
     assert "rolled back: 40 back to account 1" in out
-    assert "unfinished: TransIn is restarting; waiting for dtm to resume it" in out
+    assert "TransIn is restarting" in out and "waiting for dtm to resume it" in out
     assert "balances after the resumed transfer: 1 → 50, 2 → 50" in out
     assert out.count("TransOut 20") == 1  # resumed from the record, not called again
     assert "workflow transfer OK" in out
