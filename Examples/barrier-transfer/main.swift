@@ -92,6 +92,18 @@ struct BarrierTransfer: AsyncParsableCommand {
         try await flaky.submit(client)
         for _ in 0..<300 where bank.transInCalls(flaky.gid) < 2 { try await Task.sleep(for: .milliseconds(100)) }
         try await bank.expect([1: 50, 2: 50], "after a TransIn that was called \(bank.transInCalls(flaky.gid)) times")
+
+        // 4. A deposit published as a msg to a topic: dtm sends it to every subscriber (here the
+        //    bank's TransIn); a msg is never rolled back, and the barrier keeps it exactly-once.
+        let topic = "deposits-\(try await client.newGid())"
+        try await client.subscribe(topic: topic, url: url("TransIn"), remark: "the bank")
+        var deposit = Msg(gid: try await client.newGid())
+        deposit.options.waitResult = true
+        try deposit.addTopic(topic, try JSONEncoder().encode(Transfer(from: 0, to: 2, amount: 5)))
+        try await deposit.submit(client)
+        try await client.unsubscribe(topic: topic, url: url("TransIn"))
+        try await client.deleteTopic(topic)
+        try await bank.expect([1: 50, 2: 55], "after a deposit to a topic")
     }
 }
 

@@ -120,6 +120,27 @@ public struct DtmClient: Sendable {
         return try await grpc { dtm in try await dtm.prepareWorkflow(request: ClientRequest(message: request)) }
     }
 
+    /// Subscribes `url` to `topic` (created when missing): msg actions `topic://<topic>` reach it.
+    public func subscribe(topic: String, url: String, remark: String = "") async throws {
+        if case let .http(api) = connection { return try await api.topic(.subscribe, topic: topic, url: url, remark: remark) }
+        let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic; $0.url = url; $0.remark = remark }
+        try await grpc { dtm in _ = try await dtm.subscribe(request: ClientRequest(message: request)) }
+    }
+
+    /// Removes the subscription of `url` to `topic`.
+    public func unsubscribe(topic: String, url: String) async throws {
+        if case let .http(api) = connection { return try await api.topic(.unsubscribe, topic: topic, url: url) }
+        let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic; $0.url = url }
+        try await grpc { dtm in _ = try await dtm.unsubscribe(request: ClientRequest(message: request)) }
+    }
+
+    /// Deletes `topic` with its subscriptions.
+    public func deleteTopic(_ topic: String) async throws {
+        if case let .http(api) = connection { return try await api.topic(.delete, topic: topic) }
+        let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic }
+        try await grpc { dtm in _ = try await dtm.deleteTopic(request: ClientRequest(message: request)) }
+    }
+
     /// Whether requests go to dtm's HTTP API (a target `http(s)://…/api/dtmsvr`).
     var speaksHTTP: Bool {
         if case .http = connection { true } else { false }

@@ -56,6 +56,25 @@ struct DtmHTTPAPI: Sendable {
         }
     }
 
+    /// What can be done to a topic.
+    enum TopicChange { case subscribe, unsubscribe, delete }
+
+    /// `GET subscribe?topic=&url=&remark=`, `GET unsubscribe?topic=&url=`, `DELETE topic/<name>`.
+    func topic(_ change: TopicChange, topic: String, url: String = "", remark: String = "") async throws {
+        func query(_ items: [(String, String)]) -> String {
+            var components = URLComponents()
+            components.queryItems = items.map { URLQueryItem(name: $0.0, value: $0.1) }
+            return components.percentEncodedQuery ?? ""
+        }
+        switch change {
+        case .subscribe: _ = try await request(.GET, "subscribe?" + query([("topic", topic), ("url", url), ("remark", remark)]), body: nil)
+        case .unsubscribe: _ = try await request(.GET, "unsubscribe?" + query([("topic", topic), ("url", url)]), body: nil)
+        case .delete:
+            let name = topic.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? topic
+            _ = try await request(.DELETE, "topic/" + name, body: nil)
+        }
+    }
+
     /// The flat JSON body of prepare, submit and abort (WIRE §3): payloads travel as strings, so
     /// each must be UTF-8 text.
     static func body(of request: Dtmgimp_DtmRequest) throws -> [String: Any] {

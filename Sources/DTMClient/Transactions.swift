@@ -20,6 +20,12 @@ public struct Msg: Sendable {
         payloads.append(Data(try payload.payloadBytes()))
     }
 
+    /// Adds a branch per subscriber of `topic` (dtm's `AddTopic`): dtm sends `payload` to every
+    /// URL subscribed to it when the message runs.
+    public mutating func addTopic(_ topic: String, _ payload: some BranchPayload) throws {
+        try add(msgTopicScheme + topic, payload)
+    }
+
     /// Registers the message as prepared; dtm asks `queryPrepared` if it is not submitted in time.
     public func prepare(_ client: DtmClient, queryPrepared: String) async throws {
         try await client.send(.prepare, request(queryPrepared: queryPrepared))

@@ -34,6 +34,25 @@ func withSDKHarness(_ body: (TestDtm, ScriptedBranches) async throws -> Void) as
         }
     }
 
+    @Test func aMsgTopicReachesEverySubscriber() async throws {
+        try await withSDKHarness { dtm, busi in
+            try await dtm.client.subscribe(topic: "transfers", url: busi.url("TransIn"), remark: "ledger")
+            try await dtm.client.subscribe(topic: "transfers", url: busi.url("TransOut"))
+            var msg = Msg(gid: try await dtm.client.newGid())
+            msg.options.waitResult = true
+            try msg.addTopic("transfers", [UInt8]([4]))
+            try await msg.submit(dtm.client)
+            #expect(busi.calls.map(\.method) == ["TransIn", "TransOut"])
+            #expect(busi.calls.map(\.payload) == [[4], [4]])
+            #expect(busi.calls.map { $0.context?.branchID } == ["01-01", "01-02"])
+            try await dtm.client.unsubscribe(topic: "transfers", url: busi.url("TransOut"))
+            try await dtm.client.deleteTopic("transfers")
+            var orphan = Msg(gid: try await dtm.client.newGid())
+            try orphan.addTopic("transfers", [UInt8]())
+            await #expect(throws: RPCError.self) { try await orphan.submit(dtm.client) }  // dtm: topic not found
+        }
+    }
+
     @Test func sagaFailureComesBackAsDtmFailure() async throws {
         try await withSDKHarness { dtm, busi in
             busi.plan("TransIn", [.failure])

@@ -30,6 +30,7 @@ def test_barrier_transfer_keeps_balances_right_through_retries_and_null_compensa
     assert "TransOutCompensate 500: skipped by the barrier" in out  # the null compensation
     assert "TransIn 20: skipped by the barrier" in out  # the repeated call
     assert "balances after a TransIn that was called 2 times: 1 → 50, 2 → 50" in out
+    assert "balances after a deposit to a topic: 1 → 50, 2 → 55" in out
     assert "barrier transfer OK" in out
 
 

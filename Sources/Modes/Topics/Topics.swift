@@ -21,7 +21,7 @@ public enum Topics {
     /// The KV category that holds topics.
     public static let cat = "topics"
     /// The URL scheme of a msg action sent to every subscriber of a topic.
-    public static let scheme = "topic://"
+    public static let scheme = msgTopicScheme
     /// The longest topic name accepted, in bytes (its log stream id must stay within the log's limit).
     public static let maximumNameBytes = 200
 

@@ -5,3 +5,7 @@ public enum MsgLocalTransaction {
     public static let branchID = "00"
     public static let op = "msg"
 }
+
+/// The URL scheme of a msg action that dtm sends to every subscriber of a topic
+/// (`topic://<name>`, dtm's `MsgTopicPrefix`).
+public let msgTopicScheme = "topic://"
