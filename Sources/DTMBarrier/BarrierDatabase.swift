@@ -1,10 +1,15 @@
 /// The key of a barrier row: dtm's unique (gid, branch_id, op, barrier_id).
 public struct BarrierKey: Sendable, Hashable {
+    /// The global transaction.
     public var gid: String
+    /// The branch within it.
     public var branchID: String
+    /// The op the row stands for (`action`, `compensate`, `try`, `cancel`, `msg`, …).
     public var op: String
+    /// The number of the barrier within one branch call (`01`, `02`, …).
     public var barrierID: String
 
+    /// A key of the four fields.
     public init(gid: String, branchID: String, op: String, barrierID: String) {
         self.gid = gid
         self.branchID = branchID
@@ -15,10 +20,14 @@ public struct BarrierKey: Sendable, Hashable {
 
 /// A row of dtm's barrier table: its key, the transaction's type, and the op that wrote it.
 public struct BarrierRow: Sendable, Hashable {
+    /// The transaction's mode (`saga`, `tcc`, `msg`, `workflow`, …).
     public var transType: String
+    /// The row's unique key.
     public var key: BarrierKey
+    /// The op of the call that wrote the row (a compensation writes its action's row too).
     public var reason: String
 
+    /// A row of the three parts.
     public init(transType: String, key: BarrierKey, reason: String) {
         self.transType = transType
         self.key = key

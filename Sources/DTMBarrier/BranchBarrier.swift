@@ -15,9 +15,13 @@ import Synchronization
 /// the barrier rows are written in the same local transaction as the business change, so both
 /// commit or neither does.
 public final class BranchBarrier: Sendable, CustomStringConvertible {
+    /// The call's `trans_type`.
     public let transType: String
+    /// The call's global transaction.
     public let gid: String
+    /// The call's branch.
     public let branchID: String
+    /// The call's op.
     public let op: String
     /// dtm numbers the barriers of one branch call 01, 02, … (one per `call`).
     private let calls = Mutex(0)

@@ -9,6 +9,7 @@ public import PostgresNIO
 public struct PostgresBarrierDatabase: BarrierDatabase {
     public typealias Transaction = PostgresConnection
 
+    /// The pool the local transactions run on (the caller runs it).
     public let client: PostgresClient
     /// `[schema.]table`, dtm's `BarrierTableName`.
     public let table: String

@@ -8,6 +8,7 @@ public import SQLiteNIO
 public final class SQLiteBarrierDatabase: BarrierDatabase {
     public typealias Transaction = SQLiteConnection
 
+    /// The one connection; use it through `withTransaction` (or a barrier's `call`).
     public let connection: SQLiteConnection
     /// The barrier table's name.
     public let table: String

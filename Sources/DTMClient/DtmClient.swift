@@ -280,7 +280,9 @@ extension Array: BranchPayload where Element == UInt8 {
 
 /// Wraps a protobuf message as a branch payload.
 public struct ProtobufPayload<M: SwiftProtobuf.Message & Sendable>: BranchPayload {
+    /// The message sent as the payload.
     public let message: M
+    /// Wraps `message`.
     public init(_ message: M) { self.message = message }
     public func payloadBytes() throws -> [UInt8] { try message.serializedBytes() }
 }

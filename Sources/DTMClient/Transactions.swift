@@ -5,13 +5,16 @@ import GRPCCore
 /// A two-phase message (dtm's MSG): add the branches, then `submit` — or `prepare` with a
 /// QueryPrepared URL first, run the local transaction, then `submit` (`doAndSubmit` does all).
 public struct Msg: Sendable {
+    /// The global transaction id (from `DtmClient.newGid()` or the application's own).
     public let gid: String
+    /// dtm's transaction options.
     public var options = TransOptions()
     /// Seconds to wait after submit before calling the branches.
     public var delay: Int64 = 0
     private var steps: [[String: String]] = []
     private var payloads: [Data] = []
 
+    /// An empty message with the id `gid`.
     public init(gid: String) { self.gid = gid }
 
     /// Adds a branch: `action` is `<server>/pkg.Svc/Method`, called with `payload`.
@@ -78,7 +81,9 @@ public struct Msg: Sendable {
 
 /// A SAGA: actions in order (or concurrently by branch orders), compensations on failure.
 public struct Saga: Sendable {
+    /// The global transaction id.
     public let gid: String
+    /// dtm's transaction options.
     public var options = TransOptions()
     /// Run steps concurrently, ordered by `addBranchOrder`.
     public var concurrent = false
@@ -86,6 +91,7 @@ public struct Saga: Sendable {
     private var payloads: [Data] = []
     private var orders: [String: [Int]] = [:]
 
+    /// An empty saga with the id `gid`.
     public init(gid: String) { self.gid = gid }
 
     /// Adds a step: `action` and its `compensate`, both `<server>/pkg.Svc/Method`.
@@ -99,6 +105,7 @@ public struct Saga: Sendable {
         orders[String(step)] = after
     }
 
+    /// Submits the saga: dtm runs the actions and, after a FAILURE, the compensations.
     public func submit(_ client: DtmClient) async throws {
         let custom: [String: Any]? = concurrent ? ["concurrent": true, "orders": orders] : nil
         try await client.send(.submit, try transactionRequest(gid: gid, transType: "saga", steps: steps, payloads: payloads, options: options, custom: custom))
@@ -108,6 +115,7 @@ public struct Saga: Sendable {
 /// A TCC global transaction in progress: `callBranch` registers a branch's confirm and cancel,
 /// then calls its Try.
 public final class Tcc: Sendable {
+    /// The global transaction id.
     public let gid: String
     let client: DtmClient
     /// The branch these branches are nested in (empty at the top): their ids are it plus 01, 02, …

@@ -139,6 +139,7 @@ public struct WorkflowOptions: Sendable {
     /// The transaction's options; 0 / empty = the server's defaults.
     public var transOptions = TransOptions()
 
+    /// Options with these values.
     public init(compensateErrorBranch: Bool = false, transOptions: TransOptions = TransOptions()) {
         self.compensateErrorBranch = compensateErrorBranch
         self.transOptions = transOptions

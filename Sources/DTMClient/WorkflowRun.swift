@@ -10,7 +10,9 @@ import Synchronization
 public final class Workflow: Sendable {
     static let transType = "workflow"
 
+    /// The workflow's registered name.
     public let name: String
+    /// The transaction this run belongs to.
     public let gid: String
     let client: DtmClient
     let options: WorkflowOptions
@@ -203,6 +205,7 @@ public struct WorkflowBranch: Sendable {
 public struct WorkflowService: Workflow_Workflow.ServiceProtocol {
     let workflows: Workflows
 
+    /// Resumes the workflow the call names; answers its outcome as dtm reads it.
     public func execute(
         request: ServerRequest<Workflow_WorkflowData>, context: ServerContext
     ) async throws -> ServerResponse<Google_Protobuf_Empty> {

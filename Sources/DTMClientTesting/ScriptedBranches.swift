@@ -9,8 +9,11 @@ import Synchronization
 public final class ScriptedBranches: RegistrableRPCService, Sendable {
     /// One call a branch method received.
     public struct Call: Sendable {
+        /// The method called.
         public let method: String
+        /// dtm's metadata of the call.
         public let context: BranchContext?
+        /// The payload received.
         public let payload: [UInt8]
     }
 
