@@ -49,6 +49,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -161,7 +162,7 @@ let package = Package(
         ),
         .target(
             name: "TransactionStore",
-            dependencies: ["Projections"],
+            dependencies: ["Projections", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -255,6 +256,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "AdminWeb",
+            dependencies: [
+                "Coordinator", "DTMWire", "Projections", "TransactionStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "DtmConfiguration",
             dependencies: [
                 "Modes",
@@ -280,6 +293,7 @@ let package = Package(
                 "Coordinator",
                 "GrpcGateway",
                 "HttpGateway",
+                "AdminWeb",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -433,6 +447,11 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AdminWebTests",
+            dependencies: ["AdminWeb", "Projections", "TransactionStore"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -6,8 +6,9 @@ set -euo pipefail
 packages=(liblmdb-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
   # golang-go + golang-google-grpc-dev build the grpc-go branch server offline (GOPATH mode);
-  # postgresql runs the private cluster of the PostgreSQL store tests (openssl makes its TLS certificate).
-  packages+=(python3-venv etcd-server curl golang-go golang-google-grpc-dev postgresql openssl)
+  # postgresql runs the private cluster of the PostgreSQL store tests (openssl makes its TLS certificate);
+  # chromium renders the admin pages, headless.
+  packages+=(python3-venv etcd-server curl golang-go golang-google-grpc-dev postgresql openssl chromium)
 fi
 missing=()
 for package in "${packages[@]}"; do

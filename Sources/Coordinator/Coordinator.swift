@@ -375,8 +375,17 @@ public final class Coordinator: Sendable {
             pending.removeAll()
         }
         guard let mode = TransactionModes.mode(state.transType) else { return state }
-        let started = ContinuousClock.now
-        defer { DtmMetrics.roundHandled(model: state.transType, duration: ContinuousClock.now - started) }
+        // dtm's round metrics: `fail` unless the round ends normally with no branch answering an
+        // error or ONGOING, and the transaction did not end failed.
+        var roundSucceeded = false
+        var branchesInTrouble = false
+        CoordinatorMetrics.roundsInFlight.increment()
+        defer {
+            CoordinatorMetrics.roundsInFlight.decrement()
+            let sinceCreation = Duration.microseconds(max(0, clock.now() - state.createTimeUs))
+            DtmMetrics.roundEnded(model: state.transType, succeeded: roundSucceeded && !branchesInTrouble && state.status != .failed,
+                                  sinceCreation: sinceCreation)
+        }
         // Each branch is called at most once per round, plus the retries a RetryLimit allows at
         // once, so a round always ends.
         // (Stored options may hold anything: the bound is clamped, never trapping.)
@@ -395,7 +404,6 @@ public final class Coordinator: Sendable {
                 logger.info("transaction \(state.status.dtmName) → \(status.dtmName)", metadata: ["gid": "\(gid)", "reason": "\(reason)"])
                 record(.statusChanged(.with { $0.from = state.status; $0.to = status; $0.reason = reason; $0.decidedAtUs = now }))
                 statusChangePending = true
-                if status.isTerminal { DtmMetrics.transactionFinished(model: state.transType, status: status) }
                 continue
             case let .call(refs):
                 if statusChangePending {
@@ -415,6 +423,7 @@ public final class Coordinator: Sendable {
                     claimedAt = .now
                 }
                 let outcomes = try await call(refs, of: state, mode: mode, decidedAt: now, record: record, flush: flush)
+                branchesInTrouble = branchesInTrouble || outcomes.contains { $0.outcome == .error || $0.outcome == .ongoing }
                 if !mode.decidesAfterEveryCall(state),
                    let retry = RetryPolicy.afterRound(outcomes, state: state, failureIsFinal: mode.failureIsFinal, now: clock.now()) {
                     record(.retryScheduled(retry))
@@ -427,6 +436,7 @@ public final class Coordinator: Sendable {
         }
         try await flush()
         for append in appends { try await append.durable() }
+        roundSucceeded = true
         } catch let conflict as StoreConflict {
             // A client request on another node changed the transaction (a shared store reports it
             // when the append is made or when it is committed): this round ends, the next one
@@ -466,6 +476,7 @@ public final class Coordinator: Sendable {
                     // An empty URL counts as success, as in dtm.
                     let result = call.url.isEmpty ? BranchResult(.success) : await invoker.invoke(call)
                     let elapsed = ContinuousClock.now - start
+                    if !call.url.isEmpty { CoordinatorMetrics.branchCalled(url: call.url, duration: elapsed) }
                     return (index, result, elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
                 }
             }

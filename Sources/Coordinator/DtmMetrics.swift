@@ -1,34 +1,43 @@
 import Metrics
 import Projections
 
-/// dtm's Prometheus metrics (WIRE §7), recorded through swift-metrics so any backend works;
-/// dtmd exports them at `/api/metrics`.
+/// dtm's Prometheus metrics (WIRE §7), with dtm's names, label names and label values, so the
+/// dashboards and alerts of dtm users keep working; recorded through swift-metrics so any
+/// backend works; dtmd exports them at `/api/metrics`.
 public enum DtmMetrics {
+    /// dtm's label value of a successful request, round or branch call.
+    static let ok = "ok"
+    /// dtm's label value of anything else.
+    static let fail = "fail"
+
     /// One gateway call: `dtm_server_process_total{type,api,status}` and
-    /// `dtm_server_response_duration{type,api}` (type `grpc` or `http`).
-    public static func recordCall(type: String, api: String, status: String, duration: Duration) {
-        Counter(label: "dtm_server_process_total", dimensions: [("type", type), ("api", api), ("status", status)]).increment()
+    /// `dtm_server_response_duration{type,api}` (type `grpc` or `http`; api the last segment
+    /// of the path, lower-cased, as dtm's `extractFromPath`).
+    public static func recordCall(type: String, path: String, succeeded: Bool, duration: Duration) {
+        let api = (path.split(separator: "/").last.map(String.init) ?? "").lowercased()
+        Counter(label: "dtm_server_process_total", dimensions: [("type", type), ("api", api), ("status", succeeded ? ok : fail)]).increment()
         Metrics.Timer(label: "dtm_server_response_duration", dimensions: [("type", type), ("api", api)]).record(duration: duration)
     }
 
-    /// A transaction reached `status`: `dtm_transaction_process_total{model,status}`.
-    static func transactionFinished(model: String, status: TransactionStatus) {
-        Counter(label: "dtm_transaction_process_total", dimensions: [("model", model), ("status", status.dtmName)]).increment()
+    /// A processing round of a transaction ended (one a request or the scheduler started):
+    /// `dtm_transaction_process_total{model,status}` (`ok` unless a branch answered an error or
+    /// ONGOING, the round failed, or the transaction ended failed) and
+    /// `dtm_transaction_handled_duration{model}`, the time since the transaction was created.
+    static func roundEnded(model: String, succeeded: Bool, sinceCreation: Duration) {
+        Counter(label: "dtm_transaction_process_total", dimensions: [("model", model), ("status", succeeded ? ok : fail)]).increment()
+        Metrics.Timer(label: "dtm_transaction_handled_duration", dimensions: [("model", model)]).record(duration: sinceCreation)
     }
 
-    /// A round of a transaction took `duration`: `dtm_transaction_handled_duration{model}`.
-    static func roundHandled(model: String, duration: Duration) {
-        Metrics.Timer(label: "dtm_transaction_handled_duration", dimensions: [("model", model)]).record(duration: duration)
-    }
-
-    /// A branch call ended: `dtm_branch_process_total{model,branchid,branchtype,status}`.
+    /// A branch call ended: `dtm_branch_process_total{model,branchid,branchtype,status}`
+    /// (branchtype is the op; `ok` for SUCCESS only).
     static func branchCalled(model: String, branchID: String, op: String, outcome: AttemptOutcome) {
-        let status = switch outcome {
-        case .success: "succeed"
-        case .failure: "failed"
-        case .ongoing: "ongoing"
-        default: "error"
-        }
-        Counter(label: "dtm_branch_process_total", dimensions: [("model", model), ("branchid", branchID), ("branchtype", op), ("status", status)]).increment()
+        Counter(label: "dtm_branch_process_total", dimensions: [
+            ("model", model), ("branchid", branchID), ("branchtype", op), ("status", outcome == .success ? ok : fail),
+        ]).increment()
+    }
+
+    /// `dtm_server_info` = 1, with dtm's two labels naming the HTTP and gRPC libraries.
+    public static func recordServerInfo(http: String, grpc: String) {
+        Gauge(label: "dtm_server_info", dimensions: [("gin_version", http), ("grpc_version", grpc)]).record(1)
     }
 }

@@ -79,8 +79,15 @@ public struct Scheduler: Service {
     /// Starts rounds through `start` (with whether the store's claim on the gid is already taken).
     private func loop(starting start: (_ gid: String, _ claimed: Bool) -> Void, running: RunningRounds) async {
         let store = coordinator.store
+        var backlogCountedAt = ContinuousClock.now - Self.backlogCountInterval
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let now = coordinator.clock.now()
+            if ContinuousClock.now - backlogCountedAt >= Self.backlogCountInterval {
+                backlogCountedAt = .now
+                if let backlog = try? await store.dueCount(atOrBefore: now, upTo: Self.backlogCountLimit) {
+                    CoordinatorMetrics.dueBacklog(backlog)
+                }
+            }
             var free = maxConcurrentDrives - running.count.load(ordering: .relaxed)
             var started = Set<ExactString>()
             for gid in coordinator.roundsDueNow.take(upTo: free) where started.insert(gid.exact).inserted {
@@ -107,6 +114,10 @@ public struct Scheduler: Service {
             await coordinator.roundsDueNow.signal.wait(timeout: await pause(busy: free <= 0 || (asked > 0 && claimed.count == asked)))
         }
     }
+
+    /// How often the due backlog is counted, and the most it counts.
+    static let backlogCountInterval: Duration = .seconds(1)
+    static let backlogCountLimit = 10_000
 
     /// Until the earliest due time of an unclaimed transaction, at most the cron interval, at least 20 ms.
     private func pause(busy: Bool) async -> Duration {

@@ -28,6 +28,10 @@ public struct EventLogConfiguration: Sendable {
     /// Open for writing even when another process holds the writer lock (a `flock` on `data.mdb`). Only
     /// for repairs: two processes appending would break the sequence and the chain.
     public var ignoreWriterLock = false
+    /// Told of every group commit: how many events it appended and how long its write and
+    /// commit (the fsync, when durability is `sync`) took. Called on the writer's thread: keep
+    /// it short (recording metrics, say).
+    public var onCommit: (@Sendable (_ events: Int, _ duration: Duration) -> Void)?
 
     public init(path: String) { self.path = path }
 }
@@ -86,7 +90,7 @@ public final class EventLog: Sendable {
         let last = try reader.lastRecord()
         let writer = LogWriter(
             environment: environment, records: records, streams: streams, streamHeads: streamHeads, reader: reader,
-            projector: projector, maxEventsPerCommit: configuration.maxEventsPerCommit,
+            projector: projector, maxEventsPerCommit: configuration.maxEventsPerCommit, onCommit: configuration.onCommit,
             gatherWindow: Double(configuration.groupCommitGatherWindow.components.attoseconds) / 1e18
                 + Double(configuration.groupCommitGatherWindow.components.seconds),
             lastSeq: last?.seq ?? 0, lastHash: last?.hash ?? .genesis,

@@ -22,6 +22,7 @@ final class LogWriter: @unchecked Sendable {
     private let reader: LogReader
     private let projector: (any LogProjector)?
     private let maxEventsPerCommit: Int
+    private let onCommit: (@Sendable (Int, Duration) -> Void)?
     private let gatherWindow: TimeInterval
 
     private let condition = NSCondition()
@@ -40,7 +41,7 @@ final class LogWriter: @unchecked Sendable {
     init(
         environment: LMDBEnvironment, records: LMDBDatabase, streams: LMDBDatabase, streamHeads: LMDBDatabase,
         reader: LogReader,
-        projector: (any LogProjector)?, maxEventsPerCommit: Int, gatherWindow: TimeInterval,
+        projector: (any LogProjector)?, maxEventsPerCommit: Int, onCommit: (@Sendable (Int, Duration) -> Void)?, gatherWindow: TimeInterval,
         lastSeq: UInt64, lastHash: RecordHash, lastTimestamp: UInt64
     ) {
         self.environment = environment
@@ -50,6 +51,7 @@ final class LogWriter: @unchecked Sendable {
         self.reader = reader
         self.projector = projector
         self.maxEventsPerCommit = max(1, maxEventsPerCommit)
+        self.onCommit = onCommit
         self.gatherWindow = max(0, gatherWindow)
         self.lastSeq = lastSeq
         self.lastHash = lastHash
@@ -177,6 +179,7 @@ final class LogWriter: @unchecked Sendable {
         var batches = [[NewEvent]]()
         batches.reserveCapacity(jobs.count)
         for case let .append(events, _) in jobs { batches.append(events) }
+        let started = ContinuousClock.now
         do {
             let (seq, hash, newHeads) = try writeWithGrowth { txn in
                 var seq = lastSeq
@@ -205,6 +208,7 @@ final class LogWriter: @unchecked Sendable {
             }
             if headCache.count + newHeads.count > Self.headCacheLimit { headCache.removeAll(keepingCapacity: true) }
             headCache.merge(newHeads) { $1 }
+            onCommit?(Int(clamping: seq - lastSeq), ContinuousClock.now - started)
             var next = lastSeq
             lastSeq = seq
             lastHash = hash

@@ -3,8 +3,8 @@ import DTMWire
 public import GRPCCore
 
 /// Records dtm's call metrics (`dtm_server_process_total`, `dtm_server_response_duration`) for
-/// every call of the service it is applied to: the API is the method name, the status what dtm
-/// reads from the call's status code (`DtmResult`).
+/// every call of the service it is applied to, as dtm's gRPC interceptor does: the API is the
+/// method's name, lower-cased; a call that answers an error counts as `fail`.
 public struct DtmMetricsInterceptor: ServerInterceptor {
     public init() {}
 
@@ -13,21 +13,19 @@ public struct DtmMetricsInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let start = ContinuousClock.now
-        func record(_ result: DtmResult) {
-            DtmMetrics.recordCall(type: DtmProtocol.grpc, api: context.descriptor.method, status: result.rawValue, duration: ContinuousClock.now - start)
+        func record(succeeded: Bool) {
+            DtmMetrics.recordCall(type: DtmProtocol.grpc, path: context.descriptor.fullyQualifiedMethod, succeeded: succeeded,
+                                  duration: ContinuousClock.now - start)
         }
         do {
             let response = try await next(request, context)
             switch response.accepted {
-            case .success: record(.success)
-            case let .failure(error): record(DtmResult(grpcCode: error.code))
+            case .success: record(succeeded: true)
+            case .failure: record(succeeded: false)
             }
             return response
-        } catch let error as RPCError {
-            record(DtmResult(grpcCode: error.code))
-            throw error
         } catch {
-            record(.error)
+            record(succeeded: false)
             throw error
         }
     }

@@ -3,8 +3,8 @@ import DTMWire
 public import Hummingbird
 
 /// Records dtm's call metrics (`dtm_server_process_total`, `dtm_server_response_duration`) for
-/// every route of the group it is added to: the API is the last path segment, the status what
-/// dtm reads from the HTTP status (`DtmResult`).
+/// every route of the group it is added to, as dtm's gin middleware does: an answer of 400 or
+/// more, or an error, counts as `fail`.
 public struct DtmMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     public init() {}
 
@@ -12,16 +12,15 @@ public struct DtmMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let start = ContinuousClock.now
-        let api = request.uri.path.split(separator: "/").last.map(String.init) ?? ""
-        func record(_ result: DtmResult) {
-            DtmMetrics.recordCall(type: DtmProtocol.http, api: api, status: result.rawValue, duration: ContinuousClock.now - start)
+        func record(succeeded: Bool) {
+            DtmMetrics.recordCall(type: DtmProtocol.http, path: request.uri.path, succeeded: succeeded, duration: ContinuousClock.now - start)
         }
         do {
             let response = try await next(request, context)
-            record(DtmResult(httpStatus: Int(response.status.code), body: ""))
+            record(succeeded: response.status.code < 400)
             return response
         } catch {
-            record(.error)
+            record(succeeded: false)
             throw error
         }
     }

@@ -120,7 +120,7 @@ public enum HttpApi {
     /// dtm's answer to a request that succeeded and returns nothing else.
     static var succeeded: [String: Any] { ["dtm_result": DtmResult.success.rawValue] }
 
-    /// SwiftDTM's version, as `/api/dtmsvr/version` and `dtm_server_info` report it.
+    /// SwiftDTM's version, as `/api/dtmsvr/version` reports it.
     public static let version = "0.1.0"
 
     // MARK: Requests

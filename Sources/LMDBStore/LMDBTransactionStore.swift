@@ -63,6 +63,7 @@ public final class LMDBTransactionStore: TransactionStore {
         logConfiguration.durability = configuration.durability
         logConfiguration.readOnly = configuration.readOnly
         logConfiguration.ignoreWriterLock = configuration.ignoreWriterLock
+        logConfiguration.onCommit = { events, duration in StoreMetrics.groupCommitted(store: "lmdb", events: events, duration: duration) }
         let log = try await EventLog.open(
             logConfiguration, projector: configuration.maintainsView && !configuration.readOnly ? view : nil,
             environment: environment)
@@ -156,6 +157,53 @@ public final class LMDBTransactionStore: TransactionStore {
         let claimed = claims.withLock { claims in Set(claims.filter { $0.value > now }.keys) }
         let upcoming = try storage { try view.dueTransactions(atOrBefore: .max, limit: claimed.count + 1) }
         return upcoming.first { !claimed.contains($0.gid.exact) }?.dueUs
+    }
+
+    public func dueCount(atOrBefore time: Int64, upTo limit: Int) async throws -> Int {
+        let now = ContinuousClock.now
+        let claimed = claims.withLock { claims in Set(claims.filter { $0.value > now }.keys) }
+        let due = try storage { try view.dueTransactions(atOrBefore: time, limit: limit + claimed.count) }
+        return min(limit, due.count { !claimed.contains($0.gid.exact) })
+    }
+
+    public func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int] {
+        try storage {
+            var counts: [TransactionStatus: Int] = [:]
+            for status in TransactionStatus.allCases where status != .unspecified {
+                let count = try view.gids(withStatus: status, limit: limit).count
+                if count > 0 { counts[status] = count }
+            }
+            return counts
+        }
+    }
+
+    public func lastSeq() async throws -> UInt64 {
+        try storage { try log.lastSeq() }
+    }
+
+    /// Each record of `gid` is decoded with its checksum checked, and its links to the records
+    /// before and after it in the log's one chain are checked.
+    public func auditedHistory(of gid: String) async throws -> AuditedHistory {
+        try storage {
+            var problems = [String]()
+            let records: [LogRecord]
+            do {
+                records = try log.records(ofStream: gid)
+            } catch {
+                return AuditedHistory(events: [], hashes: [], problems: ["\(error)"], checked: "the log's records could not be read")
+            }
+            for record in records {
+                let before = record.seq == 1 ? RecordHash.genesis : try log.record(record.seq - 1)?.hash
+                if before != record.previousHash { problems.append("event \(record.seq) does not chain to event \(record.seq - 1)") }
+                if let after = try log.record(record.seq + 1), after.previousHash != record.hash {
+                    problems.append("event \(record.seq + 1) does not chain to event \(record.seq)")
+                }
+            }
+            return AuditedHistory(
+                events: try records.map(RecordedEvent.init), hashes: records.map(\.hash.bytes),
+                problems: problems,
+                checked: "each event's checksum, and its links to the events before and after it in the log's hash chain")
+        }
     }
 
     public func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {

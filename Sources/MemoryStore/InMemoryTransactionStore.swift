@@ -101,6 +101,32 @@ public final class InMemoryTransactionStore: TransactionStore {
         }
     }
 
+    public func dueCount(atOrBefore time: Int64, upTo limit: Int) async throws -> Int {
+        let now = ContinuousClock.now
+        return contents.withLock { contents in
+            min(limit, contents.states.values.count { state in
+                !state.status.isTerminal && state.nextDueUs > 0 && state.nextDueUs <= time
+                    && (contents.claims[state.gid.exact].map { $0 <= now } ?? true)
+            })
+        }
+    }
+
+    public func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int] {
+        contents.withLock { contents in
+            var counts: [TransactionStatus: Int] = [:]
+            for state in contents.states.values { counts[state.status, default: 0] += 1 }
+            return counts.mapValues { min($0, limit) }
+        }
+    }
+
+    public func auditedHistory(of gid: String) async throws -> AuditedHistory {
+        AuditedHistory(events: try await history(of: gid), hashes: [], problems: [], checked: "this store keeps no hash chain")
+    }
+
+    public func lastSeq() async throws -> UInt64 {
+        contents.withLock { contents in contents.states.values.map(\.lastSeq).max() ?? 0 }
+    }
+
     public func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
         contents.withLock { contents in
             // Newest first; the token is the position (in this order) where the next page starts.

@@ -5,6 +5,7 @@ public import Foundation
 import PostgresNIO
 public import Projections
 import SwiftProtobuf
+public import TransactionStore
 
 /// An event row as stored: the event, its stream's own number and its hash chain.
 public struct StoredEvent: Sendable {
@@ -34,6 +35,22 @@ extension PostgresTransactionStore {
         try await storage {
             try await storedEvents("WHERE stream = \(Data(stream.utf8)) ORDER BY stream_seq")
         }
+    }
+
+    /// The stream's rows with their hashes, checked as `verify` checks every stream: numbering,
+    /// the stream's hash chain, each row's hash, and the state row against the fold.
+    public func auditedHistory(of gid: String) async throws -> AuditedHistory {
+        let events = try await storedEvents(ofStream: gid)
+        let row = try await storage { () -> (version: Int64, lastHash: Data, state: Data)? in
+            let rows = try await client.query(
+                "SELECT version, last_hash, state FROM \(unescaped: prefix)transactions WHERE gid = \(Data(gid.utf8))", logger: logger)
+            for try await row in rows.decode((Int64, Data, Data).self) { return (row.0, row.1, row.2) }
+            return nil
+        }
+        let problems = events.isEmpty ? [] : check(events, stream: Data(gid.utf8), name: gid, row: row, isKV: false)
+        return AuditedHistory(
+            events: events.map(\.recorded), hashes: events.map { [UInt8]($0.hash) }, problems: problems,
+            checked: "each event's hash and number, the transaction's own hash chain, and its state row against its events")
     }
 
     /// Up to `limit` event rows after global position `seq`, in global order.

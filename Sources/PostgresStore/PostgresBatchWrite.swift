@@ -83,8 +83,11 @@ extension PostgresTransactionStore {
         guard !prepared.isEmpty || !claims.isEmpty else { return }
         if chain.last == nil { chain.last = try await chainHead(of: chain.writer) }
         let last = chain.last ?? (0, Data(count: 32))
+        let started = ContinuousClock.now
         let (written, claimed, batchHash) = try await writeStatement(
             prepared, claims: claims.map { ($0.item.gid, $0.untilUs) }, writer: chain.writer, batch: last.n + 1, previous: last.hash)
+        let appended = prepared.filter { written[$0.append.gid.exact] != nil }.reduce(0) { $0 + $1.append.events.count }
+        StoreMetrics.groupCommitted(store: "postgres", events: appended, duration: ContinuousClock.now - started)
         if let batchHash { chain.last = (last.n + 1, batchHash) }
         for append in prepared {
             if let claimedToo = written[append.append.gid.exact] {

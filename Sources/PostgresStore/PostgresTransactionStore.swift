@@ -557,6 +557,22 @@ public final class PostgresTransactionStore: TransactionStore {
         }
     }
 
+    public func dueCount(atOrBefore time: Int64, upTo limit: Int) async throws -> Int {
+        try await storage {
+            let rows = try await client.query("""
+                SELECT count(*) FROM (SELECT 1 FROM \(unescaped: prefix)transactions
+                                      WHERE next_due_us > 0 AND next_due_us <= \(time) AND claim_until_us < \(Self.nowUs())
+                                      LIMIT \(limit)) AS due
+                """, logger: logger)
+            for try await count in rows.decode(Int64.self) { return Int(clamping: count) }
+            return 0
+        }
+    }
+
+    public func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int] {
+        try await counts().byStatus.mapValues { Int(clamping: min($0, Int64(limit))) }
+    }
+
     public func nextDueTime() async throws -> Int64? {
         try await storage {
             let rows = try await client.query(

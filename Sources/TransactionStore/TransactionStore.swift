@@ -47,6 +47,21 @@ public protocol TransactionStore: Sendable {
     /// When the earliest unclaimed unfinished transaction is due (µs); nil when none is scheduled.
     func nextDueTime() async throws -> Int64?
 
+    /// How many unfinished transactions are due at or before `time` (µs) and not claimed,
+    /// counted up to `limit` (the due backlog metric).
+    func dueCount(atOrBefore time: Int64, upTo limit: Int) async throws -> Int
+
+    /// How many transactions each status holds, each counted up to `limit` (the admin page's
+    /// counts; a count of `limit` means at least that many).
+    func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int]
+
+    /// The seq of the last event in the log, 0 when it is empty: where a live view starts following.
+    func lastSeq() async throws -> UInt64
+
+    /// The events of `gid` with the hash each was stored with, and what a check of their links
+    /// in the store's hash chain found (the admin page's timeline).
+    func auditedHistory(of gid: String) async throws -> AuditedHistory
+
     /// Transactions newest first by create time that `filter` accepts, one page of at most `limit`.
     func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage
 
@@ -97,17 +112,24 @@ public struct TransactionFilter: Sendable {
     public var createdFrom: Int64?
     /// Created at or before this time (µs).
     public var createdThrough: Int64?
+    /// Gids that start with these bytes.
+    public var gidPrefix: [UInt8]?
 
-    public init(status: TransactionStatus? = nil, transType: String? = nil, createdFrom: Int64? = nil, createdThrough: Int64? = nil) {
+    public init(
+        status: TransactionStatus? = nil, transType: String? = nil, createdFrom: Int64? = nil, createdThrough: Int64? = nil,
+        gidPrefix: [UInt8]? = nil
+    ) {
         self.status = status
         self.transType = transType
         self.createdFrom = createdFrom
         self.createdThrough = createdThrough
+        self.gidPrefix = gidPrefix
     }
 
     /// Whether `state` passes the filter.
     public func accepts(_ state: TransactionState) -> Bool {
-        (status.map { state.status == $0 } ?? true)
+        (gidPrefix.map { state.gid.utf8.starts(with: $0) } ?? true)
+            && (status.map { state.status == $0 } ?? true)
             && (transType.map { $0.isEmpty || state.transType == $0 } ?? true)
             && (createdFrom.map { state.createTimeUs >= $0 } ?? true)
             && (createdThrough.map { state.createTimeUs <= $0 } ?? true)
@@ -168,5 +190,24 @@ extension TransactionStore {
     /// A store whose reads are cheap decides on the current state.
     public func decisionState(_ gid: String) async throws -> (state: TransactionState?, verified: Bool) {
         (try await transaction(gid), true)
+    }
+}
+
+/// A transaction's events as stored, with their hashes and the check of their hash chain.
+public struct AuditedHistory: Sendable {
+    /// The events, oldest first.
+    public var events: [RecordedEvent]
+    /// Each event's stored hash, in the same order; empty when the store keeps no hash chain.
+    public var hashes: [[UInt8]]
+    /// What the check found wrong; empty when every event is intact and linked.
+    public var problems: [String]
+    /// What was checked, in a sentence (the chain's kind differs between stores).
+    public var checked: String
+
+    public init(events: [RecordedEvent], hashes: [[UInt8]], problems: [String], checked: String) {
+        self.events = events
+        self.hashes = hashes
+        self.problems = problems
+        self.checked = checked
     }
 }

@@ -9,6 +9,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import GrpcGateway
 import HttpGateway
+import AdminWeb
 import LMDBStore
 import PostgresStore
 import TransactionStore
@@ -51,7 +52,8 @@ struct Dtmd: AsyncParsableCommand {
         let logger = Logger(label: "swiftdtm.dtmd")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        Gauge(label: "dtm_server_info", dimensions: [("version", "swiftdtm-\(HttpApi.version)")]).record(1)
+        // dtm names its gin and grpc-go versions here; these are the libraries dtmd serves with.
+        DtmMetrics.recordServerInfo(http: "hummingbird 2", grpc: "grpc-swift 2")
         for warning in warnings { logger.warning("\(warning)") }
 
         switch settings.storeDriver {
@@ -108,8 +110,10 @@ struct Dtmd: AsyncParsableCommand {
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
             services: [DtmService(coordinator: coordinator), AdminService(store: store)],
             interceptorPipeline: [.apply(DtmMetricsInterceptor(), to: .services([Dtmgimp_Dtm.descriptor]))])
+        let router = HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() })
+        AdminPages.addRoutes(to: router, coordinator: coordinator, store: store)
         let http = Application(
-            router: HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }),
+            router: router,
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
             logger: Logger(label: "swiftdtm.http"))
         let scheduler = Scheduler(

@@ -17,6 +17,10 @@ extension ForwardingStore {
     func release(_ gid: String, holdFor: Duration) async { await inner.release(gid, holdFor: holdFor) }
     func scheduled(after time: Int64, limit: Int) async throws -> [String] { try await inner.scheduled(after: time, limit: limit) }
     func nextDueTime() async throws -> Int64? { try await inner.nextDueTime() }
+    func dueCount(atOrBefore time: Int64, upTo limit: Int) async throws -> Int { try await inner.dueCount(atOrBefore: time, upTo: limit) }
+    func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int] { try await inner.countsByStatus(upTo: limit) }
+    func lastSeq() async throws -> UInt64 { try await inner.lastSeq() }
+    func auditedHistory(of gid: String) async throws -> AuditedHistory { try await inner.auditedHistory(of: gid) }
     func transactions(matching filter: TransactionFilter, page: PageToken?, limit: Int) async throws -> TransactionPage {
         try await inner.transactions(matching: filter, page: page, limit: limit)
     }

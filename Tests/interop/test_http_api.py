@@ -143,18 +143,40 @@ def test_metrics_scrape_has_dtms_names(api, dtm, dtmd, http_busi):
     lines = text.splitlines()
     def has(name, *labels):
         return any(l.startswith(name) and all(label in l for label in labels) for l in lines)
-    assert has("dtm_server_process_total", 'type="http"', 'api="submit"', 'status="SUCCESS"')
+    # dtm's label values (dtmsvr/metrics.go): ok/fail, lower-cased api names.
+    assert has("dtm_server_process_total", 'type="http"', 'api="submit"', 'status="ok"')
     assert has("dtm_server_response_duration", 'type="http"', 'api="submit"')
-    assert has("dtm_transaction_process_total", 'model="saga"', 'status="succeed"')
+    assert has("dtm_transaction_process_total", 'model="saga"', 'status="ok"')
     assert has("dtm_transaction_handled_duration", 'model="saga"')
-    assert has("dtm_branch_process_total", 'model="saga"', 'branchid="01"', 'branchtype="action"', 'status="succeed"')
-    assert has("dtm_server_info", 'version="swiftdtm-')
+    assert has("dtm_branch_process_total", 'model="saga"', 'branchid="01"', 'branchtype="action"', 'status="ok"')
+    assert has("dtm_server_info", 'gin_version="', 'grpc_version="')
     # Every API is measured, not just the transaction commands (middleware, interceptor).
-    assert has("dtm_server_process_total", 'type="http"', 'api="newGid"', 'status="SUCCESS"')
+    assert has("dtm_server_process_total", 'type="http"', 'api="newgid"', 'status="ok"')
     new_gid(dtm)
+    # A saga that fails: its TransIn refuses, TransOut is compensated.
+    failed = utils.gen_gid(api)
+    s = saga.Saga(api, failed)
+    s.add({"amount": 1}, http_busi.url("TransOut"), http_busi.url("TransOutRevert"))
+    s.add({"amount": 1}, http_busi.url("TransIn"), http_busi.url("TransInRevert"))
+    http_busi.plan(failed, "TransIn", ["FAILURE"])
+    s.submit()
+    dtmd.wait_status(failed, "failed")
     with urllib.request.urlopen(f"http://127.0.0.1:{dtmd.http_port}/api/metrics") as r:
         lines = r.read().decode().splitlines()
-    assert has("dtm_server_process_total", 'type="grpc"', 'api="NewGid"', 'status="SUCCESS"')
+    assert has("dtm_server_process_total", 'type="grpc"', 'api="newgid"', 'status="ok"')
+    assert has("dtm_transaction_process_total", 'model="saga"', 'status="fail"')
+    assert has("dtm_branch_process_total", 'model="saga"', 'branchid="02"', 'branchtype="action"', 'status="fail"')
+    assert has("dtm_branch_process_total", 'model="saga"', 'branchid="01"', 'branchtype="compensate"', 'status="ok"')
+    # SwiftDTM's own metrics, under their prefix.
+    assert has("swiftdtm_log_appends_total", 'store="lmdb"')
+    assert has("swiftdtm_group_commit_events_count", 'store="lmdb"')
+    assert has("swiftdtm_log_commit_duration_count", 'store="lmdb"')
+    assert has("swiftdtm_rounds_in_flight")
+    assert has("swiftdtm_due_backlog")
+    assert has("swiftdtm_branch_call_duration_count", f'target="http://127.0.0.1:{http_busi.port}"')
+    # Only dtm's label values: nothing of SwiftDTM's earlier SUCCESS/FAILURE/succeed.
+    dtm_lines = [l for l in lines if l.startswith(("dtm_server_process_total", "dtm_transaction_process_total", "dtm_branch_process_total"))]
+    assert dtm_lines and all('status="ok"' in l or 'status="fail"' in l for l in dtm_lines), dtm_lines
 
 
 def test_same_request_over_http_or_grpc_records_the_same_events(api, dtm, dtmd, http_busi, pb):

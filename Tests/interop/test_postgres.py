@@ -1,5 +1,6 @@
 """dtmd on the PostgreSQL store (a private cluster the fixture starts): every mode on one node,
 state kept across a restart, the tables dtmd creates, and dtm's Store keys from the environment."""
+import urllib.request
 import uuid
 
 import grpc
@@ -63,6 +64,15 @@ def test_every_mode_on_one_node(tmp_path, postgres, schema, pb, busi):
         assert tables == {"swiftdtm_meta", "swiftdtm_events", "swiftdtm_transactions", "swiftdtm_kv", "swiftdtm_batches"}
         assert postgres.sql(f"SELECT count(*) FROM {schema}.swiftdtm_transactions").strip() == "5"
         assert postgres.sql(f"SELECT value FROM {schema}.swiftdtm_meta WHERE key = 'schema_version'").strip() == "2"
+
+        # The admin pages and SwiftDTM's store metrics work on this store too.
+        base = f"http://127.0.0.1:{server.http_port}"
+        listing = urllib.request.urlopen(f"{base}/admin").read().decode()
+        assert failing in listing and '<b>3</b> succeed' in listing and '<b>2</b> failed' in listing  # the xa aborted
+        detail = urllib.request.urlopen(f"{base}/admin/transactions/{failing}").read().decode()
+        assert "02 action, attempt 1: FAILURE" in detail and "Hash chain verified" in detail
+        metrics = urllib.request.urlopen(f"{base}/api/metrics").read().decode()
+        assert 'swiftdtm_log_appends_total{store="postgres"}' in metrics
     finally:
         server.stop()
     assert server.process.returncode == 0, server.log_text()
