@@ -8,7 +8,11 @@
 #      through etcd://localhost:2379/dtmservice, with the busi server from etcd
 # The trans service then logs "transfer out 30 cents from 1" and "transfer in 30 cents to 2".
 # Everything runs on 127.0.0.1 and is stopped at the end. BIN_DIR: prebuilt binaries (else builds).
+# The guide's ports are the defaults; ETCD_PORT, ETCD_PEER_PORT, DTM_GRPC_PORT, DTM_HTTP_PORT and
+# TRANS_PORT move them (the test command passes free ones, so a second run on the machine cannot collide).
 set -euo pipefail
+ETCD_PORT=${ETCD_PORT:-2379} ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
+DTM_GRPC_PORT=${DTM_GRPC_PORT:-36790} DTM_HTTP_PORT=${DTM_HTTP_PORT:-36789} TRANS_PORT=${TRANS_PORT:-8081}
 cd "$(dirname "$0")/../.."
 if [ -z "${BIN_DIR:-}" ]; then
   tools/install-deps.sh --test
@@ -32,7 +36,7 @@ trap cleanup EXIT
 etcd_keys() { # prints the values registered under $1/
   local key end
   key=$(printf '%s/' "$1" | base64 -w0); end=$(printf '%s0' "$1" | base64 -w0)
-  curl -s -X POST http://127.0.0.1:2379/v3/kv/range -d "{\"key\":\"$key\",\"range_end\":\"$end\"}" | grep -o '"value":"[^"]*"' || true
+  curl -s -X POST "http://127.0.0.1:$ETCD_PORT/v3/kv/range" -d "{\"key\":\"$key\",\"range_end\":\"$end\"}" | grep -o '"value":"[^"]*"' || true
 }
 wait_for() { # wait_for DESCRIPTION COMMAND...
   local what=$1; shift
@@ -40,21 +44,24 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
   echo "timed out waiting for $what" >&2; exit 1
 }
 
-echo "== 1. etcd on localhost:2379"
-etcd --data-dir "$WORK/etcd" --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-  --listen-peer-urls http://127.0.0.1:2380 >"$WORK/etcd.log" 2>&1 &
+echo "== 1. etcd on localhost:$ETCD_PORT"
+etcd --data-dir "$WORK/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "default=http://127.0.0.1:$ETCD_PEER_PORT" >"$WORK/etcd.log" 2>&1 &
 pids+=($!)
-wait_for "etcd" curl -sf -X POST http://127.0.0.1:2379/v3/kv/range -d '{"key":"AA=="}'
+wait_for "etcd" curl -sf -X POST "http://127.0.0.1:$ETCD_PORT/v3/kv/range" -d '{"key":"AA=="}'
 
 echo "== 2. dtmd with the guide's MicroService block"
 cat >"$WORK/dtmd.yml" <<YAML
 Store:
   Driver: lmdb
   Path: $WORK/data
+GrpcPort: $DTM_GRPC_PORT
+HttpPort: $DTM_HTTP_PORT
 MicroService:
   Driver: 'dtm-driver-gozero'
-  Target: 'etcd://localhost:2379/dtmservice'
-  EndPoint: 'localhost:36790'
+  Target: 'etcd://localhost:$ETCD_PORT/dtmservice'
+  EndPoint: 'localhost:$DTM_GRPC_PORT'
 YAML
 cat "$WORK/dtmd.yml"
 "$BIN_DIR/dtmd" -c "$WORK/dtmd.yml" >"$WORK/dtmd.log" 2>&1 &
@@ -63,12 +70,12 @@ wait_for "dtmd to register in etcd" bash -c "$(declare -f etcd_keys); etcd_keys 
 echo "etcd dtmservice/: $(etcd_keys dtmservice)"
 
 echo "== 3. the trans service"
-"$BIN_DIR/trans-service" --etcd etcd://localhost:2379/trans.rpc --listen 127.0.0.1:8081 >"$WORK/trans.log" 2>&1 &
+"$BIN_DIR/trans-service" --etcd "etcd://localhost:$ETCD_PORT/trans.rpc" --listen "127.0.0.1:$TRANS_PORT" >"$WORK/trans.log" 2>&1 &
 pids+=($!)
 wait_for "trans to register in etcd" bash -c "$(declare -f etcd_keys); etcd_keys trans.rpc | grep -q ."
 
 echo "== 4. the app"
-"$BIN_DIR/trans-app" --dtm etcd://localhost:2379/dtmservice --busi etcd://localhost:2379/trans.rpc
+"$BIN_DIR/trans-app" --dtm "etcd://localhost:$ETCD_PORT/dtmservice" --busi "etcd://localhost:$ETCD_PORT/trans.rpc"
 
 wait_for "the trans service to log both branches" bash -c "grep -q 'transfer in 30 cents to 2' '$WORK/trans.log'"
 echo "== trans service log"
