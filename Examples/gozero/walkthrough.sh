@@ -11,8 +11,8 @@
 # The guide's ports are the defaults; ETCD_PORT, ETCD_PEER_PORT, DTM_GRPC_PORT, DTM_HTTP_PORT and
 # TRANS_PORT move them (the test command passes free ones, so a second run on the machine cannot collide).
 set -euo pipefail
-ETCD_PORT=${ETCD_PORT:-2379} ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
-DTM_GRPC_PORT=${DTM_GRPC_PORT:-36790} DTM_HTTP_PORT=${DTM_HTTP_PORT:-36789} TRANS_PORT=${TRANS_PORT:-8081}
+export ETCD_PORT=${ETCD_PORT:-2379} ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
+export DTM_GRPC_PORT=${DTM_GRPC_PORT:-36790} DTM_HTTP_PORT=${DTM_HTTP_PORT:-36789} TRANS_PORT=${TRANS_PORT:-8081}
 cd "$(dirname "$0")/../.."
 if [ -z "${BIN_DIR:-}" ]; then
   tools/install-deps.sh --test
