@@ -103,7 +103,8 @@ struct Dtmd: AsyncParsableCommand {
         let roundLease: Duration = .seconds(max(5, settings.requestTimeout + 2))
         let coordinator = Coordinator(
             store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults, alerts: alerts,
-            roundLease: roundLease)
+            roundLease: roundLease,
+            selfCallGuard: SelfCallGuard(ports: [settings.grpcPort, settings.httpPort], localHosts: LocalAddresses.names()))
 
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
