@@ -17,8 +17,27 @@ public import TransactionStore
 public enum AdminPages {
     /// Adds the pages (and `/` redirecting to `/admin`) to `router`.
     public static func addRoutes(to router: Router<BasicRequestContext>, coordinator: Coordinator, store: any TransactionStore,
-                                 logger: Logger = Logger(label: "swiftdtm.admin")) {
+                                 tokens: AccessTokens = AccessTokens([]), logger: Logger = Logger(label: "swiftdtm.admin")) {
         let pages = Renderer()
+        // With tokens configured, the pages need one (the router's token middleware sends them
+        // here); the token is kept in a cookie only the pages get.
+        router.get("/admin/login") { _, _ in pages.page("login", ["title": "Sign in", "lastSeq": "0", "watchGid": "", "failed": false]) }
+        router.post("/admin/login") { request, _ in
+            let form = String(buffer: try await request.body.collect(upTo: 4096))
+            let token = form.split(separator: "&").compactMap { pair -> String? in
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, parts[0] == "token" else { return nil }
+                return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            }.first ?? ""
+            guard tokens.required, tokens.accepts(token: token) else {
+                return pages.page("login", ["title": "Sign in", "lastSeq": "0", "watchGid": "", "failed": true], status: .unauthorized)
+            }
+            let value = token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            return Response(status: .seeOther, headers: [
+                .location: "/admin",
+                .setCookie: "\(AccessTokens.adminCookie)=\(value); Path=/; HttpOnly; SameSite=Strict",
+            ])
+        }
         router.get("/") { _, _ in Response(status: .found, headers: [.location: "/admin"]) }
         router.get("/admin/assets/admin.css") { _, _ in asset(AdminTemplates.css, type: "text/css; charset=utf-8") }
         router.get("/admin/assets/admin.js") { _, _ in asset(AdminTemplates.script, type: "text/javascript; charset=utf-8") }
@@ -122,7 +141,7 @@ public enum AdminPages {
         init() {
             var library = MustacheLibrary()
             for (name, template) in [("head", AdminTemplates.head), ("foot", AdminTemplates.foot), ("list", AdminTemplates.list),
-                                     ("detail", AdminTemplates.detail), ("message", AdminTemplates.message)] {
+                                     ("detail", AdminTemplates.detail), ("message", AdminTemplates.message), ("login", AdminTemplates.login)] {
                 // The templates are constants of this module: a parse error is a bug caught by the tests.
                 try? library.register(template, named: name)
             }

@@ -80,6 +80,18 @@ enum AdminTemplates {
         {{>foot}}
         """
 
+    static let login = """
+        {{>head}}
+        <h1>Sign in</h1>
+        {{#failed}}<p class="error">That is not one of dtmd's tokens.</p>{{/failed}}
+        <form method="post" action="/admin/login" class="filters">
+          <label>token <input name="token" type="password" autocomplete="current-password" size="40" required></label>
+          <button>sign in</button>
+        </form>
+        <p class="empty">dtmd's <code>Auth.Tokens</code>; it is kept in a cookie for these pages only.</p>
+        {{>foot}}
+        """
+
     static let css = """
         :root { --fg: #1d232a; --muted: #67707a; --line: #d9dee3; --bg: #fff; --ok: #1a7f37; --bad: #c62828; --warn: #9a6700; --info: #0b5cad; }
         * { box-sizing: border-box; }

@@ -47,16 +47,26 @@ public struct DtmClient: Sendable {
         self.init(connection: .fixed(dtm), branches: branches, target: target)
     }
 
-    init(connection: DtmConnection, branches: any BranchCaller, target: String) {
+    init(connection: DtmConnection, branches: any BranchCaller, target: String, token: String? = nil) {
         self.connection = connection
         self.branches = branches
         self.target = target
+        self.token = token
+    }
+
+    /// The token sent to dtmd (`Auth.Tokens`), nil for none.
+    let token: String?
+
+    /// `authorization: Bearer <token>` when the client has a token.
+    var credentials: Metadata {
+        guard let token else { return [:] }
+        return ["authorization": "Bearer \(token)"]
     }
 
     /// A new gid from the server.
     public func newGid() async throws -> String {
         if case let .http(api) = connection { return try await api.newGid() }
-        return try await grpc { dtm in try await dtm.newGid(request: ClientRequest(message: .init())).gid }
+        return try await grpc { dtm in try await dtm.newGid(request: ClientRequest(message: .init(), metadata: credentials)).gid }
     }
 
     /// How often a request is sent to another dtm server after one could not be reached.
@@ -106,7 +116,7 @@ public struct DtmClient: Sendable {
     func send(_ operation: GlobalOperation, _ request: Dtmgimp_DtmRequest) async throws {
         if case let .http(api) = connection { return try await api.send(operation, request) }
         try await grpc { dtm in
-            let message = ClientRequest(message: request)
+            let message = ClientRequest(message: request, metadata: credentials)
             switch operation {
             case .prepare: _ = try await dtm.prepare(request: message)
             case .submit: _ = try await dtm.submit(request: message)
@@ -117,28 +127,28 @@ public struct DtmClient: Sendable {
 
     func prepareWorkflow(_ request: Dtmgimp_DtmRequest) async throws -> Dtmgimp_DtmProgressesReply {
         if case let .http(api) = connection { return try await api.prepareWorkflow(request) }
-        return try await grpc { dtm in try await dtm.prepareWorkflow(request: ClientRequest(message: request)) }
+        return try await grpc { dtm in try await dtm.prepareWorkflow(request: ClientRequest(message: request, metadata: credentials)) }
     }
 
     /// Subscribes `url` to `topic` (created when missing): msg actions `topic://<topic>` reach it.
     public func subscribe(topic: String, url: String, remark: String = "") async throws {
         if case let .http(api) = connection { return try await api.topic(.subscribe, topic: topic, url: url, remark: remark) }
         let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic; $0.url = url; $0.remark = remark }
-        try await grpc { dtm in _ = try await dtm.subscribe(request: ClientRequest(message: request)) }
+        try await grpc { dtm in _ = try await dtm.subscribe(request: ClientRequest(message: request, metadata: credentials)) }
     }
 
     /// Removes the subscription of `url` to `topic`.
     public func unsubscribe(topic: String, url: String) async throws {
         if case let .http(api) = connection { return try await api.topic(.unsubscribe, topic: topic, url: url) }
         let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic; $0.url = url }
-        try await grpc { dtm in _ = try await dtm.unsubscribe(request: ClientRequest(message: request)) }
+        try await grpc { dtm in _ = try await dtm.unsubscribe(request: ClientRequest(message: request, metadata: credentials)) }
     }
 
     /// Deletes `topic` with its subscriptions.
     public func deleteTopic(_ topic: String) async throws {
         if case let .http(api) = connection { return try await api.topic(.delete, topic: topic) }
         let request = Dtmgimp_DtmTopicRequest.with { $0.topic = topic }
-        try await grpc { dtm in _ = try await dtm.deleteTopic(request: ClientRequest(message: request)) }
+        try await grpc { dtm in _ = try await dtm.deleteTopic(request: ClientRequest(message: request, metadata: credentials)) }
     }
 
     /// Whether requests go to dtm's HTTP API (a target `http(s)://…/api/dtmsvr`).
@@ -160,7 +170,7 @@ public struct DtmClient: Sendable {
 
     func registerBranch(_ request: Dtmgimp_DtmBranchRequest) async throws {
         if case let .http(api) = connection { return try await api.registerBranch(request) }
-        try await grpc { dtm in _ = try await dtm.registerBranch(request: ClientRequest(message: request)) }
+        try await grpc { dtm in _ = try await dtm.registerBranch(request: ClientRequest(message: request, metadata: credentials)) }
     }
 
     /// Calls a branch (`<server>/pkg.Svc/Method`, the server as in any branch URL, or an
@@ -242,11 +252,14 @@ struct PooledBranchCaller: BranchCaller {
     }
 }
 
-/// Connects to dtm at `target`, runs `body`, and closes. `target` is dtm's gRPC address
+/// Connects to dtm at `target`, runs `body`, and closes; with `token`, every request carries
+/// `authorization: Bearer <token>` (dtmd's `Auth.Tokens`). `target` is dtm's gRPC address
 /// (`host:port`, or `etcd://…/dtmservice` resolved through etcd) or the URL of its HTTP API
 /// (`http://host:36789/api/dtmsvr`, as Go's `dtmcli` takes it): then every request, and every
 /// branch the application calls itself, speaks HTTP, and payloads must be UTF-8 text (JSON).
-public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async throws -> T) async throws -> T {
+public func withDtmClient<T: Sendable>(
+    target: String, token: String? = nil, _ body: (DtmClient) async throws -> T
+) async throws -> T {
     let resolver = DiscoveryResolver()
     let connections = ConnectionPool()
     return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -255,13 +268,13 @@ public func withDtmClient<T: Sendable>(target: String, _ body: (DtmClient) async
         defer { group.cancelAll() }
         let connection: DtmConnection
         if isHTTPBranchURL(target) {
-            connection = .http(DtmHTTPAPI(server: target.hasSuffix("/") ? String(target.dropLast()) : target, client: .shared))
+            connection = .http(DtmHTTPAPI(server: target.hasSuffix("/") ? String(target.dropLast()) : target, client: .shared, token: token))
         } else {
             _ = try await resolver.address(for: target)  // a target that cannot resolve fails here
             connection = .discovered(resolver, connections)
         }
         return try await body(DtmClient(
-            connection: connection, branches: PooledBranchCaller(resolver: resolver, connections: connections), target: target))
+            connection: connection, branches: PooledBranchCaller(resolver: resolver, connections: connections), target: target, token: token))
     }
 }
 

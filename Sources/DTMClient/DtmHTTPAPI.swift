@@ -11,6 +11,8 @@ struct DtmHTTPAPI: Sendable {
     /// `http(s)://host:port/api/dtmsvr`.
     let server: String
     let client: HTTPClient
+    /// Sent as `Authorization: Bearer <token>` when set (dtmd's `Auth.Tokens`).
+    let token: String?
     /// How long one request to dtm may take.
     static let timeout: TimeAmount = .seconds(10)
 
@@ -109,6 +111,7 @@ struct DtmHTTPAPI: Sendable {
     private func request(_ method: HTTPMethod, _ route: String, body: Any?) async throws -> Data {
         var request = HTTPClientRequest(url: server + "/" + route)
         request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])))

@@ -31,6 +31,11 @@ public struct DtmdConfiguration: Sendable, Equatable {
     public var logLevel = "info"
     public var alertRetryLimit: Int64 = 3
     public var alertWebHook = ""
+    /// SwiftDTM's `Auth.Tokens` (and those of `Auth.TokensFile`, one per line): set, every
+    /// request needs one of them. Empty: no authentication, as in dtm.
+    public var authTokens: [String] = []
+    /// A file of tokens, one per line (`#` comments), read at start so they stay out of the config.
+    public var authTokensFile = ""
 
     public init() {}
 
@@ -65,6 +70,8 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("LogLevel", { $0.logLevel = try text($1, $2) }),
         ("AlertRetryLimit", { $0.alertRetryLimit = try positiveInteger($1, $2) }),
         ("AlertWebHook", { $0.alertWebHook = try text($1, $2) }),
+        ("Auth.Tokens", { $0.authTokens = try list($1, $2) }),
+        ("Auth.TokensFile", { $0.authTokensFile = try text($1, $2) }),
     ]
 
     /// Reads `yaml` (nil = the embedded default), then the environment. Unknown keys are reported
@@ -126,6 +133,14 @@ public struct DtmdConfiguration: Sendable, Equatable {
         if transCronInterval > Double(RequestBounds.day) {
             throw Invalid(description: "TransCronInterval must be between 0 and \(RequestBounds.day) seconds, got \(transCronInterval)")
         }
+        if !authTokensFile.isEmpty {
+            guard let text = try? String(contentsOfFile: authTokensFile, encoding: .utf8) else {
+                throw Invalid(description: "Auth.TokensFile '\(authTokensFile)' cannot be read")
+            }
+            authTokens += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        if authTokens.contains(where: \.isEmpty) { throw Invalid(description: "Auth.Tokens must not hold an empty token") }
         if retryInterval < 10 { warnings.append("RetryInterval \(retryInterval) is below dtm's minimum of 10 seconds") }
         if timeoutToFail < retryInterval { warnings.append("TimeoutToFail \(timeoutToFail) is below RetryInterval \(retryInterval)") }
         if storeDurability == "nosync" { warnings.append("Store.Durability is nosync: acknowledged transactions can be lost in a machine crash") }
@@ -154,6 +169,16 @@ public struct DtmdConfiguration: Sendable, Equatable {
             } else {
                 values[path] = value
             }
+        }
+    }
+
+    /// A list of strings: a YAML sequence, or (from the environment) text separated by commas.
+    private static func list(_ path: String, _ value: Any) throws -> [String] {
+        switch value {
+        case let items as [Any]: return try items.map { try text(path, $0) }
+        case let string as String: return string.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        case is NSNull: return []
+        default: throw Invalid(description: "\(path) must be a list of strings, got \(value)")
         }
     }
 

@@ -13,11 +13,15 @@ import TransactionStore
 /// clients send them (null for unset strings, extra keys ignored, steps as an array or a JSON
 /// string); answers use dtm's envelope: 200 SUCCESS, 409 FAILURE, 425 ONGOING, 400 bad input, 500.
 public enum HttpApi {
-    /// The routes, ready for a Hummingbird application.
+    /// The routes, ready for a Hummingbird application; with `tokens`, every route but ping and
+    /// metrics needs one (and so do routes added to the router later).
     public static func router(
-        coordinator: Coordinator, metrics: @escaping @Sendable () -> [UInt8], logger: Logger = Logger(label: "swiftdtm.http")
+        coordinator: Coordinator, metrics: @escaping @Sendable () -> [UInt8], tokens: AccessTokens = AccessTokens([]),
+        logger: Logger = Logger(label: "swiftdtm.http")
     ) -> Router<BasicRequestContext> {
         let router = Router()
+        // First, so that every route added after it, here or by others, needs a token when tokens are set.
+        router.add(middleware: AccessTokenMiddleware(tokens: tokens))
         router.get("/api/ping") { _, _ in json(["msg": "pong"]) }
         router.group("/api").add(middleware: DtmMetricsMiddleware()).post("json-rpc") { request, _ in
             await JsonRpc.answer(request, coordinator: coordinator, logger: logger)

@@ -106,13 +106,18 @@ struct Dtmd: AsyncParsableCommand {
             roundLease: roundLease,
             selfCallGuard: SelfCallGuard(ports: [settings.grpcPort, settings.httpPort], localHosts: LocalAddresses.names()))
 
+        let tokens = AccessTokens(settings.authTokens)
+        if tokens.required { logger.info("authentication on: every request needs one of the \(settings.authTokens.count) configured tokens") }
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
             services: [DtmService(coordinator: coordinator), AdminService(store: store)],
-            interceptorPipeline: [.apply(DtmMetricsInterceptor(), to: .services([Dtmgimp_Dtm.descriptor]))])
-        let router = HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() })
-        AdminPages.addRoutes(to: router, coordinator: coordinator, store: store)
+            interceptorPipeline: [
+                .apply(AccessTokenInterceptor(tokens: tokens), to: .all),
+                .apply(DtmMetricsInterceptor(), to: .services([Dtmgimp_Dtm.descriptor])),
+            ])
+        let router = HttpApi.router(coordinator: coordinator, metrics: { registry.emitToBuffer() }, tokens: tokens)
+        AdminPages.addRoutes(to: router, coordinator: coordinator, store: store, tokens: tokens)
         let http = Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),

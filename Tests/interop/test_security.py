@@ -1,11 +1,14 @@
 """Security: dtmd never calls itself (always on)."""
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import grpc
 import pytest
+from google.protobuf import empty_pb2
 
 from test_grpc_interop import new_gid, register, request
 
@@ -62,3 +65,109 @@ def test_every_url_field_is_guarded(dtmd, dtm, pb):
     with pytest.raises(urllib.error.HTTPError) as subscriber:
         urllib.request.urlopen(f"http://127.0.0.1:{dtmd.http_port}/api/dtmsvr/subscribe?topic=t&url=" + urllib.parse.quote(own))
     assert subscriber.value.code in (400, 500) and "points at dtmd itself" in subscriber.value.read().decode()
+
+
+TOKENS = ["s3cret-one", "tw0;two"]
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, admin_pb):
+    from conftest import Dtmd
+    directory = tmp_path_factory.mktemp("guarded")
+    (directory / "tokens").write_text("# one per line\n" + TOKENS[1] + "\n")
+    server = Dtmd(directory, Auth={"Tokens": [TOKENS[0]], "TokensFile": str(directory / "tokens")}).start()
+    yield server
+    server.stop()
+    assert server.process.returncode == 0, server.log_text()
+    log = server.log_text()
+    assert all(token not in log for token in TOKENS), "a token was logged"
+
+
+def http(method, url, headers=None, data=None, follow=True):
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, data=data, headers=headers or {}, method=method)) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def test_grpc_calls_need_a_token(guarded, pb, admin_pb):
+    channel = grpc.insecure_channel(f"127.0.0.1:{guarded.grpc_port}")
+    dtm = pb[1].DtmStub(channel)
+    admin = admin_pb[1].AdminStub(channel)
+    for metadata in [None, [("authorization", "Bearer wrong")], [("authorization", TOKENS[0])], [("authorization", "Bearer " + TOKENS[0] + "x")]]:
+        with pytest.raises(grpc.RpcError) as refused:
+            dtm.NewGid(empty_pb2.Empty(), metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as listing:
+            admin.ListTransactions(admin_pb[0].ListTransactionsRequest(), metadata=metadata)
+        assert listing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for token in TOKENS:  # either token, from the config or from the tokens file
+        assert dtm.NewGid(empty_pb2.Empty(), metadata=[("authorization", f"Bearer {token}")]).Gid
+    admin.ListTransactions(admin_pb[0].ListTransactionsRequest(), metadata=[("authorization", f"Bearer {TOKENS[1]}")])
+    channel.close()
+
+
+def test_http_routes_need_a_token_except_ping_and_metrics(guarded):
+    base = f"http://127.0.0.1:{guarded.http_port}"
+    assert http("GET", f"{base}/api/ping")[0] == 200
+    assert http("GET", f"{base}/api/metrics")[0] == 200
+    for headers in [{}, {"Authorization": "Bearer nope"}, {"Authorization": TOKENS[0]}]:
+        status, answer_headers, body = http("GET", f"{base}/api/dtmsvr/newGid", headers)
+        assert status == 401 and "token" in body and answer_headers.get("WWW-Authenticate") == "Bearer"
+        assert http("POST", f"{base}/api/dtmsvr/submit", headers, b"{}")[0] == 401
+    assert http("GET", f"{base}/api/dtmsvr/newGid", {"Authorization": f"Bearer {TOKENS[0]}"})[0] == 200
+    assert http("POST", f"{base}/api/json-rpc", {}, b'{"jsonrpc":"2.0","id":"1","method":"newGid"}')[0] == 401
+
+
+def test_the_admin_pages_sign_in_with_a_token_kept_in_a_cookie(guarded):
+    base = f"http://127.0.0.1:{guarded.http_port}"
+    status, headers, _ = http("GET", f"{base}/admin", follow=False)
+    assert status == 303 and headers["Location"] == "/admin/login"
+    assert http("GET", f"{base}/admin/transactions/x", follow=False)[0] == 303
+    status, _, page = http("GET", f"{base}/admin/login")
+    assert status == 200 and 'name="token"' in page
+    assert http("POST", f"{base}/admin/login", {}, b"token=wrong", follow=False)[0] == 401
+    status, headers, _ = http("POST", f"{base}/admin/login", {}, ("token=" + urllib.parse.quote(TOKENS[1])).encode(), follow=False)
+    assert status == 303
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKENS[1] not in cookie  # encoded
+    value = cookie.split(";")[0]
+    assert http("GET", f"{base}/admin", {"Cookie": value})[0] == 200
+    assert http("GET", f"{base}/admin", {"Authorization": f"Bearer {TOKENS[0]}"})[0] == 200
+    # The cookie opens the pages only, not dtm's API.
+    assert http("GET", f"{base}/api/dtmsvr/newGid", {"Cookie": value})[0] == 401
+
+
+def test_tokens_from_the_environment_and_an_unreadable_tokens_file(tmp_path):
+    from conftest import Dtmd, DTMD, wait_for
+    (tmp_path / "env").mkdir()
+    server = Dtmd(tmp_path / "env")
+    server.log = open(server.workdir / "dtmd.log", "ab")
+    server.process = subprocess.Popen([str(DTMD), "-c", str(server.config)], stdout=server.log, stderr=server.log,
+                                      env={**os.environ, "AUTH_TOKENS": "alpha, beta"})
+    wait_for(server.ping, timeout=20, what="dtmd")
+    try:
+        base = f"http://127.0.0.1:{server.http_port}/api/dtmsvr/newGid"
+        assert http("GET", base)[0] == 401
+        assert http("GET", base, {"Authorization": "Bearer beta"})[0] == 200
+    finally:
+        server.stop()
+    refused = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "AUTH_TOKENS_FILE": str(tmp_path / "missing")})
+    assert refused.returncode != 0 and "Auth.TokensFile" in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_swift_sdk_sends_its_token(guarded, tmp_path, protocol):
+    from conftest import DTMD, free_port
+    target = f"127.0.0.1:{guarded.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{guarded.http_port}/api/dtmsvr"
+    example = [str(DTMD.parent / "barrier-transfer"), "--dtm", target, "--database", str(tmp_path / "bank.sqlite")]
+    refused = subprocess.run(example + ["--listen", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and ("unauthenticated" in (refused.stdout + refused.stderr).lower() or "401" in refused.stdout + refused.stderr)
+    done = subprocess.run(example + ["--listen", f"127.0.0.1:{free_port()}", "--token", TOKENS[0]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "barrier transfer OK" in done.stdout, done.stdout + done.stderr
