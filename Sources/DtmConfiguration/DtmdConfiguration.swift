@@ -36,6 +36,11 @@ public struct DtmdConfiguration: Sendable, Equatable {
     public var authTokens: [String] = []
     /// A file of tokens, one per line (`#` comments), read at start so they stay out of the config.
     public var authTokensFile = ""
+    /// SwiftDTM's `TLS.CertFile` and `TLS.KeyFile` (PEM): set, both ports speak TLS only.
+    public var tlsCertFile = ""
+    public var tlsKeyFile = ""
+    /// `TLS.ClientCAFile` (PEM): set, clients must present a certificate it signed (mutual TLS).
+    public var tlsClientCAFile = ""
 
     public init() {}
 
@@ -72,6 +77,9 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("AlertWebHook", { $0.alertWebHook = try text($1, $2) }),
         ("Auth.Tokens", { $0.authTokens = try list($1, $2) }),
         ("Auth.TokensFile", { $0.authTokensFile = try text($1, $2) }),
+        ("TLS.CertFile", { $0.tlsCertFile = try text($1, $2) }),
+        ("TLS.KeyFile", { $0.tlsKeyFile = try text($1, $2) }),
+        ("TLS.ClientCAFile", { $0.tlsClientCAFile = try text($1, $2) }),
     ]
 
     /// Reads `yaml` (nil = the embedded default), then the environment. Unknown keys are reported
@@ -139,6 +147,16 @@ public struct DtmdConfiguration: Sendable, Equatable {
             }
             authTokens += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        if tlsCertFile.isEmpty != tlsKeyFile.isEmpty {
+            throw Invalid(description: "TLS.CertFile and TLS.KeyFile go together: set both, or neither for plaintext")
+        }
+        if !tlsClientCAFile.isEmpty && tlsCertFile.isEmpty {
+            throw Invalid(description: "TLS.ClientCAFile needs TLS.CertFile and TLS.KeyFile (mutual TLS is TLS first)")
+        }
+        for (key, path) in [("TLS.CertFile", tlsCertFile), ("TLS.KeyFile", tlsKeyFile), ("TLS.ClientCAFile", tlsClientCAFile)]
+        where !path.isEmpty && !FileManager.default.isReadableFile(atPath: path) {
+            throw Invalid(description: "\(key) '\(path)' cannot be read")
         }
         if authTokens.contains(where: \.isEmpty) { throw Invalid(description: "Auth.Tokens must not hold an empty token") }
         if retryInterval < 10 { warnings.append("RetryInterval \(retryInterval) is below dtm's minimum of 10 seconds") }

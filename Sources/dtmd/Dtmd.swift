@@ -108,9 +108,11 @@ struct Dtmd: AsyncParsableCommand {
 
         let tokens = AccessTokens(settings.authTokens)
         if tokens.required { logger.info("authentication on: every request needs one of the \(settings.authTokens.count) configured tokens") }
+        let security = try ListenerSecurity(settings)
+        if security.isOn { logger.info("TLS on both ports\(settings.tlsClientCAFile.isEmpty ? "" : ", client certificates required")") }
         let grpcServer = GRPCServer(
             transport: HTTP2ServerTransport.Posix(
-                address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: .plaintext),
+                address: .ipv4(host: settings.listenAddress, port: settings.grpcPort), transportSecurity: security.grpc),
             services: [DtmService(coordinator: coordinator), AdminService(store: store)],
             interceptorPipeline: [
                 .apply(AccessTokenInterceptor(tokens: tokens), to: .all),
@@ -120,6 +122,7 @@ struct Dtmd: AsyncParsableCommand {
         AdminPages.addRoutes(to: router, coordinator: coordinator, store: store, tokens: tokens)
         let http = Application(
             router: router,
+            server: security.http,
             configuration: ApplicationConfiguration(address: .hostname(settings.listenAddress, port: settings.httpPort)),
             logger: Logger(label: "swiftdtm.http"))
         let scheduler = Scheduler(

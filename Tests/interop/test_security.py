@@ -171,3 +171,98 @@ def test_the_swift_sdk_sends_its_token(guarded, tmp_path, protocol):
     assert refused.returncode != 0 and ("unauthenticated" in (refused.stdout + refused.stderr).lower() or "401" in refused.stdout + refused.stderr)
     done = subprocess.run(example + ["--listen", f"127.0.0.1:{free_port()}", "--token", TOKENS[0]], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "barrier transfer OK" in done.stdout, done.stdout + done.stderr
+
+
+def openssl(*arguments, cwd):
+    subprocess.run(["openssl", *arguments], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 signed by it, a client certificate it signed,
+    and a client certificate of another CA."""
+    d = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}", "-keyout", f"{ca}.key",
+                "-out", f"{ca}.pem", cwd=d)
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca, ext in (("server", "ca", ["-extfile", "server.ext"]), ("client", "ca", []), ("rogue", "rogue-ca", [])):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
+                "-out", f"{name}.pem", *ext, cwd=d)
+    return d
+
+
+def start_tls_dtmd(directory, tls):
+    import socket
+    from conftest import DTMD, Dtmd
+    directory.mkdir()
+    server = Dtmd(directory, TLS=tls)
+    server.log = open(server.workdir / "dtmd.log", "ab")
+    server.process = subprocess.Popen([str(DTMD), "-c", str(server.config)], stdout=server.log, stderr=server.log)
+
+    def listening():
+        assert server.process.poll() is None, server.log_text()
+        try:
+            socket.create_connection(("127.0.0.1", server.http_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    from conftest import wait_for
+    wait_for(listening, timeout=20, what="dtmd to listen")
+    return server
+
+
+def curl(*arguments):
+    return subprocess.run(["curl", "-s", "--max-time", "5", *arguments], capture_output=True, text=True)
+
+
+def test_tls_on_both_ports_and_plaintext_clients_fail_at_once(tmp_path, certificates, pb):
+    d = certificates
+    server = start_tls_dtmd(tmp_path / "tls", {"CertFile": str(d / "server.pem"), "KeyFile": str(d / "server.key")})
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=(d / "ca.pem").read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", credentials) as channel:
+            assert pb[1].DtmStub(channel).NewGid(empty_pb2.Empty(), timeout=10).Gid
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as plaintext:
+                pb[1].DtmStub(channel).NewGid(empty_pb2.Empty(), timeout=5)
+            assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE  # a failed handshake, not a hang (DEADLINE_EXCEEDED)
+        ping = curl("--cacert", str(d / "ca.pem"), f"https://127.0.0.1:{server.http_port}/api/ping")
+        assert ping.returncode == 0 and json.loads(ping.stdout) == {"msg": "pong"}
+        assert curl(f"http://127.0.0.1:{server.http_port}/api/ping").stdout != '{"msg":"pong"}'
+        assert curl(f"https://127.0.0.1:{server.http_port}/api/ping").returncode != 0  # not trusted without the CA
+    finally:
+        server.stop()
+
+
+def test_mutual_tls_accepts_the_cas_clients_only(tmp_path, certificates, pb):
+    d = certificates
+    server = start_tls_dtmd(tmp_path / "mtls", {"CertFile": str(d / "server.pem"), "KeyFile": str(d / "server.key"),
+                                                  "ClientCAFile": str(d / "ca.pem")})
+    try:
+        def channel(client=None):
+            key = (d / f"{client}.key").read_bytes() if client else None
+            chain = (d / f"{client}.pem").read_bytes() if client else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=(d / "ca.pem").read_bytes(), private_key=key, certificate_chain=chain)
+            return grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", credentials)
+        with channel("client") as accepted:
+            assert pb[1].DtmStub(accepted).NewGid(empty_pb2.Empty(), timeout=10).Gid
+        for refused in (None, "rogue"):
+            with channel(refused) as c:
+                with pytest.raises(grpc.RpcError):
+                    pb[1].DtmStub(c).NewGid(empty_pb2.Empty(), timeout=5)
+        base = f"https://127.0.0.1:{server.http_port}/api/ping"
+        assert json.loads(curl("--cacert", str(d / "ca.pem"), "--cert", str(d / "client.pem"), "--key", str(d / "client.key"), base).stdout) == {"msg": "pong"}
+        assert curl("--cacert", str(d / "ca.pem"), base).returncode != 0
+        assert curl("--cacert", str(d / "ca.pem"), "--cert", str(d / "rogue.pem"), "--key", str(d / "rogue.key"), base).returncode != 0
+    finally:
+        server.stop()
+
+
+def test_half_a_tls_configuration_is_refused_at_start(tmp_path, certificates):
+    from conftest import DTMD, Dtmd
+    (tmp_path / "half").mkdir()
+    server = Dtmd(tmp_path / "half", TLS={"CertFile": str(certificates / "server.pem")})
+    refused = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "TLS.CertFile and TLS.KeyFile go together" in refused.stdout + refused.stderr
