@@ -36,8 +36,8 @@ public final class Coordinator: Sendable {
     /// How long a claim on a transaction lasts unless renewed (before every set of calls): how
     /// soon another node takes over the transactions of a node that died.
     public let roundLease: Duration
-    /// Refuses URLs that point at dtmd's own listeners (always on in dtmd).
-    let selfCallGuard: SelfCallGuard
+    /// Where calls may go: never dtmd itself (always on in dtmd), and the configured allow and deny lists.
+    let branchTargets: BranchTargets
 
     public init(
         store: any TransactionStore, invoker: any BranchInvoker, defaults: TransactionDefaults,
@@ -45,9 +45,9 @@ public final class Coordinator: Sendable {
         clock: any TransactionClock = SystemClock(),
         alerts: (sender: any AlertSender, retryLimit: Int64)? = nil,
         roundLease: Duration = .seconds(300),
-        selfCallGuard: SelfCallGuard = .off
+        branchTargets: BranchTargets = .off
     ) {
-        self.selfCallGuard = selfCallGuard
+        self.branchTargets = branchTargets
         self.store = store
         self.invoker = invoker
         self.defaults = defaults
@@ -136,7 +136,7 @@ public final class Coordinator: Sendable {
             subscribers[topic] = Topics.subscribers(try await store.kvRecord(cat: Topics.cat, key: topic.string))
         }
         let created = try TransactionCreation.created(request, status: status, defaults: defaults, now: clock.now(), subscribers: subscribers)
-        try selfCallGuard.check(created)
+        try branchTargets.check(created)
         return created
     }
 
@@ -144,7 +144,7 @@ public final class Coordinator: Sendable {
 
     /// dtm's Subscribe: `url` receives the msg actions sent to `topic`.
     public func subscribe(topic: String, url: String, remark: String) async throws {
-        try selfCallGuard.check(url, field: "url")
+        try branchTargets.check(url, field: "url")
         try await changeKV(cat: Topics.cat, key: topic) { try Topics.subscribe($0, topic: topic, url: url, remark: remark) }
         logger.info("subscribed", metadata: ["topic": "\(topic)", "url": "\(url)"])
     }
@@ -227,7 +227,7 @@ public final class Coordinator: Sendable {
             throw RequestError.invalidArgument("BranchID must be 1 to 64 characters")
         }
         let specs = try TransactionModes.requested(request.transType).registeredBranches(request)
-        for spec in specs { try selfCallGuard.check(spec.branch.url, field: "branch \(spec.branch.branchID) \(spec.branch.op) URL") }
+        for spec in specs { try branchTargets.check(spec.branch.url, field: "branch \(spec.branch.branchID) \(spec.branch.op) URL") }
         try await command(.registerBranches(specs, transType: request.transType), gid: request.gid, transType: request.transType)
     }
 

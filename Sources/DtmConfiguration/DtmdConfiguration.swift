@@ -36,6 +36,10 @@ public struct DtmdConfiguration: Sendable, Equatable {
     public var authTokens: [String] = []
     /// A file of tokens, one per line (`#` comments), read at start so they stay out of the config.
     public var authTokensFile = ""
+    /// SwiftDTM's `BranchTargets.Allow` and `Deny`: CIDRs and host patterns restricting where
+    /// dtmd may call (dtmd itself is always refused).
+    public var branchTargetsAllow: [String] = []
+    public var branchTargetsDeny: [String] = []
     /// SwiftDTM's `TLS.CertFile` and `TLS.KeyFile` (PEM): set, both ports speak TLS only.
     public var tlsCertFile = ""
     public var tlsKeyFile = ""
@@ -77,6 +81,8 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("AlertWebHook", { $0.alertWebHook = try text($1, $2) }),
         ("Auth.Tokens", { $0.authTokens = try list($1, $2) }),
         ("Auth.TokensFile", { $0.authTokensFile = try text($1, $2) }),
+        ("BranchTargets.Allow", { $0.branchTargetsAllow = try list($1, $2) }),
+        ("BranchTargets.Deny", { $0.branchTargetsDeny = try list($1, $2) }),
         ("TLS.CertFile", { $0.tlsCertFile = try text($1, $2) }),
         ("TLS.KeyFile", { $0.tlsKeyFile = try text($1, $2) }),
         ("TLS.ClientCAFile", { $0.tlsClientCAFile = try text($1, $2) }),

@@ -34,12 +34,16 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private let resolver: any TargetResolver
     private let transportAttempts: Int
     private let idleLimit: Duration
+    /// Why a resolved address may not be called (dtmd's branch-target rules); nil: it may.
+    private let refusal: @Sendable (HostPort) -> String?
 
     public init(
         resolver: any TargetResolver = DirectTargetResolver(), transportAttempts: Int = 3, idleLimit: Duration = .seconds(300),
+        refusal: @escaping @Sendable (HostPort) -> String? = { _ in nil },
         logger: Logger = Logger(label: "swiftdtm.branch.grpc")
     ) {
         (started, startedContinuation) = AsyncStream.makeStream()
+        self.refusal = refusal
         self.resolver = resolver
         self.transportAttempts = max(transportAttempts, 1)
         self.idleLimit = idleLimit
@@ -95,6 +99,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 address = try await resolver.address(for: url.target)
             } catch {
                 return BranchResult(.error, "\(error)")
+            }
+            if let reason = refusal(address) {
+                return BranchResult(.error, "\(url.target) resolved to \(address), which \(reason)")
             }
             var entry: Entry?
             do {

@@ -92,7 +92,16 @@ struct Dtmd: AsyncParsableCommand {
         defaults.retryInterval = settings.retryInterval
         defaults.requestTimeout = settings.requestTimeout
         let resolver = DiscoveryResolver()
-        let grpcInvoker = GrpcBranchInvoker(resolver: resolver)
+        let branchTargets: BranchTargets
+        do {
+            branchTargets = try BranchTargets(
+                ports: [settings.grpcPort, settings.httpPort], localHosts: LocalAddresses.names(),
+                allow: settings.branchTargetsAllow, deny: settings.branchTargetsDeny)
+        } catch {
+            throw ValidationError("invalid configuration: \(RequestError(error))")
+        }
+        // Discovery targets are checked once resolved, at call time.
+        let grpcInvoker = GrpcBranchInvoker(resolver: resolver, refusal: { branchTargets.refusal(host: $0.host, port: $0.port) })
         let httpInvoker = HttpBranchInvoker()
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
@@ -104,7 +113,7 @@ struct Dtmd: AsyncParsableCommand {
         let coordinator = Coordinator(
             store: store, invoker: RoutingBranchInvoker(grpc: grpcInvoker, http: httpInvoker), defaults: defaults, alerts: alerts,
             roundLease: roundLease,
-            selfCallGuard: SelfCallGuard(ports: [settings.grpcPort, settings.httpPort], localHosts: LocalAddresses.names()))
+            branchTargets: branchTargets)
 
         let tokens = AccessTokens(settings.authTokens)
         if tokens.required { logger.info("authentication on: every request needs one of the \(settings.authTokens.count) configured tokens") }

@@ -44,6 +44,19 @@ import Testing
         }
     }
 
+    @Test func aResolvedAddressTheRulesRefuseIsNotCalled() async throws {
+        // A discovery target is checked once resolved: here the resolver answers dtmd's own port.
+        struct Fixed: TargetResolver {
+            func address(for target: String) async throws -> HostPort { HostPort("127.0.0.1:36790")! }
+            func reportFailure(_ address: HostPort, of target: String) async {}
+        }
+        let targets = try BranchTargets(ports: [36790], localHosts: [])
+        let invoker = GrpcBranchInvoker(resolver: Fixed(), refusal: { targets.refusal(host: $0.host, port: $0.port) })
+        let result = await invoker.invoke(call("etcd://127.0.0.1:2379/dtmservice/dtmgimp.Dtm/Abort"))
+        #expect(result.outcome == .error)
+        #expect(result.message.contains("resolved to 127.0.0.1:36790, which points at dtmd itself"))
+    }
+
     @Test func clientsOfAddressesNoLongerCalledAreClosed() async throws {
         let invoker = GrpcBranchInvoker(idleLimit: .milliseconds(200))
         let busi = SwiftBranchServer()

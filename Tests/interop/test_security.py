@@ -266,3 +266,30 @@ def test_half_a_tls_configuration_is_refused_at_start(tmp_path, certificates):
     server = Dtmd(tmp_path / "half", TLS={"CertFile": str(certificates / "server.pem")})
     refused = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "TLS.CertFile and TLS.KeyFile go together" in refused.stdout + refused.stderr
+
+
+def test_branch_targets_allow_and_deny(tmp_path, pb, busi):
+    from conftest import Dtmd
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "bad").mkdir()
+    server = Dtmd(tmp_path / "targets", BranchTargets={"Allow": ["127.0.0.0/8"], "Deny": ["127.0.0.99"]}).start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        dtm = pb[1].DtmStub(channel)
+        allowed = new_gid(dtm)
+        dtm.Submit(request(pb, allowed, "msg", [{"action": busi.url("TransIn")}], [b""], WaitResult=True))
+        assert server.status(allowed) == "succeed"
+        for url, reason in (("10.1.2.3:8080/busi.Busi/TransIn", "matches no entry of BranchTargets.Allow"),
+                            ("127.0.0.99:8080/busi.Busi/TransIn", "refused by BranchTargets.Deny (127.0.0.99)")):
+            refused = new_gid(dtm)
+            with pytest.raises(grpc.RpcError) as error:
+                dtm.Submit(request(pb, refused, "msg", [{"action": url}], [b""]))
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason in error.value.details()
+            assert server.query(refused)["transaction"] is None
+        channel.close()
+    finally:
+        server.stop()
+    bad = Dtmd(tmp_path / "bad", BranchTargets={"Deny": ["10.0.0.0/99"]})
+    from conftest import DTMD
+    refused = subprocess.run([str(DTMD), "-c", str(bad.config)], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "BranchTargets.Deny entry '10.0.0.0/99'" in refused.stdout + refused.stderr
