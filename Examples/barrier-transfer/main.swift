@@ -30,6 +30,7 @@ struct BarrierTransfer: AsyncParsableCommand {
     @Option(help: "Where the bank's branches listen (host:port), as dtm dials them.") var listen = "127.0.0.1:8091"
     @Option(help: "The bank's SQLite database.") var database = "barrier-transfer.sqlite"
     @Option(help: "A token of dtmd's Auth.Tokens, when it requires one.") var token: String?
+    @Option(help: "The CA (PEM) that signed dtmd's certificate, when dtmd speaks TLS.") var tlsCa: String?
 
     func run() async throws {
         let parts = listen.split(separator: ":")
@@ -37,7 +38,7 @@ struct BarrierTransfer: AsyncParsableCommand {
         let host = String(parts[0])
         try await SQLiteBarrierDatabase.withDatabase(storage: .file(path: database)) { database in
             let bank = try await Bank(database: database)
-            try await withDtmClient(target: dtm, token: token) { client in
+            try await withDtmClient(target: dtm, token: token, tls: tlsCa.map { DtmClientTLS(caFile: $0) }) { client in
                 if dtm.hasPrefix("http://") || dtm.hasPrefix("https://") {
                     let app = Application(router: bank.router(), configuration: .init(address: .hostname(host, port: port)))
                     let services = ServiceGroup(services: [app], logger: Logger(label: "barrier-transfer"))

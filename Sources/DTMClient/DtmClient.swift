@@ -199,9 +199,11 @@ final class ConnectionPool: Sendable {
     private let clients = Mutex<[HostPort: GRPCClient<HTTP2ClientTransport.Posix>]>([:])
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let starting: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
+    private let security: HTTP2ClientTransport.Posix.TransportSecurity
 
-    init() {
+    init(security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext) {
         (started, starting) = AsyncStream.makeStream()
+        self.security = security
     }
 
     /// How many servers the pool holds a connection to.
@@ -217,11 +219,20 @@ final class ConnectionPool: Sendable {
         }
     }
 
+    /// An address written as an IP is dialled as one (TLS then sends no SNI, which may not be an
+    /// IP); a name through DNS.
+    static func target(_ address: HostPort) -> any ResolvableTarget {
+        let octets = address.host.split(separator: ".", omittingEmptySubsequences: false)
+        if octets.count == 4, octets.allSatisfy({ UInt8($0) != nil }) { return .ipv4(host: address.host, port: address.port) }
+        if address.host.contains(":") { return .ipv6(host: address.host, port: address.port) }
+        return .dns(host: address.host, port: address.port)
+    }
+
     /// The connection to `address`, made on first use.
     func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
         if let existing = clients.withLock({ $0[address] }) { return existing }
         let made = try GRPCClient(
-            transport: HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext))
+            transport: HTTP2ClientTransport.Posix(target: Self.target(address), transportSecurity: security))
         let (chosen, isNew) = clients.withLock { clients in
             if let existing = clients[address] { return (existing, false) }
             clients[address] = made
@@ -253,25 +264,29 @@ struct PooledBranchCaller: BranchCaller {
 }
 
 /// Connects to dtm at `target`, runs `body`, and closes; with `token`, every request carries
-/// `authorization: Bearer <token>` (dtmd's `Auth.Tokens`). `target` is dtm's gRPC address
+/// `authorization: Bearer <token>` (dtmd's `Auth.Tokens`); with `tls`, the gRPC connections to
+/// dtm use TLS (an `https://` target does over HTTP, trusting the system's roots). `target` is dtm's gRPC address
 /// (`host:port`, or `etcd://…/dtmservice` resolved through etcd) or the URL of its HTTP API
 /// (`http://host:36789/api/dtmsvr`, as Go's `dtmcli` takes it): then every request, and every
 /// branch the application calls itself, speaks HTTP, and payloads must be UTF-8 text (JSON).
 public func withDtmClient<T: Sendable>(
-    target: String, token: String? = nil, _ body: (DtmClient) async throws -> T
+    target: String, token: String? = nil, tls: DtmClientTLS? = nil, _ body: (DtmClient) async throws -> T
 ) async throws -> T {
     let resolver = DiscoveryResolver()
-    let connections = ConnectionPool()
+    let dtmConnections = ConnectionPool(security: tls.map { $0.transportSecurity } ?? .plaintext)
+    // Branches the application calls itself (a TCC Try) keep their own, plaintext connections.
+    let connections = tls == nil ? dtmConnections : ConnectionPool()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await resolver.run() }
         group.addTask { await connections.run() }
+        if tls != nil { group.addTask { await dtmConnections.run() } }
         defer { group.cancelAll() }
         let connection: DtmConnection
         if isHTTPBranchURL(target) {
             connection = .http(DtmHTTPAPI(server: target.hasSuffix("/") ? String(target.dropLast()) : target, client: .shared, token: token))
         } else {
             _ = try await resolver.address(for: target)  // a target that cannot resolve fails here
-            connection = .discovered(resolver, connections)
+            connection = .discovered(resolver, dtmConnections)
         }
         return try await body(DtmClient(
             connection: connection, branches: PooledBranchCaller(resolver: resolver, connections: connections), target: target, token: token))
@@ -298,4 +313,30 @@ public struct ProtobufPayload<M: SwiftProtobuf.Message & Sendable>: BranchPayloa
     /// Wraps `message`.
     public init(_ message: M) { self.message = message }
     public func payloadBytes() throws -> [UInt8] { try message.serializedBytes() }
+}
+
+/// TLS for the SDK's gRPC connections to dtmd (its `TLS.CertFile`): the roots that sign dtmd's
+/// certificate, and for mutual TLS the client's own certificate and key (PEM files).
+public struct DtmClientTLS: Sendable {
+    /// PEM file of the CA that signed dtmd's certificate; nil: the system's roots.
+    public var caFile: String?
+    /// PEM files of the client certificate and its key, for dtmd's `TLS.ClientCAFile`.
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    var transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
+        .tls { config in
+            if let caFile { config.trustRoots = .certificates([.file(path: caFile, format: .pem)]) }
+            if let certificateFile, let keyFile {
+                config.certificateChain = [.file(path: certificateFile, format: .pem)]
+                config.privateKey = .file(path: keyFile, format: .pem)
+            }
+        }
+    }
 }

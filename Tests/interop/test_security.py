@@ -218,6 +218,7 @@ def curl(*arguments):
 
 
 def test_tls_on_both_ports_and_plaintext_clients_fail_at_once(tmp_path, certificates, pb):
+    from conftest import free_port
     d = certificates
     server = start_tls_dtmd(tmp_path / "tls", {"CertFile": str(d / "server.pem"), "KeyFile": str(d / "server.key")})
     try:
@@ -232,6 +233,12 @@ def test_tls_on_both_ports_and_plaintext_clients_fail_at_once(tmp_path, certific
         assert ping.returncode == 0 and json.loads(ping.stdout) == {"msg": "pong"}
         assert curl(f"http://127.0.0.1:{server.http_port}/api/ping").stdout != '{"msg":"pong"}'
         assert curl(f"https://127.0.0.1:{server.http_port}/api/ping").returncode != 0  # not trusted without the CA
+        # The Swift SDK over TLS, trusting the CA.
+        from conftest import DTMD
+        example = subprocess.run([str(DTMD.parent / "barrier-transfer"), "--dtm", f"127.0.0.1:{server.grpc_port}", "--tls-ca", str(d / "ca.pem"),
+                                  "--listen", f"127.0.0.1:{free_port()}", "--database", str(tmp_path / "bank.sqlite")],
+                                 capture_output=True, text=True, timeout=120)
+        assert example.returncode == 0 and "barrier transfer OK" in example.stdout, example.stdout + example.stderr
     finally:
         server.stop()
 
