@@ -40,6 +40,9 @@ public struct DtmdConfiguration: Sendable, Equatable {
     /// dtmd may call (dtmd itself is always refused).
     public var branchTargetsAllow: [String] = []
     public var branchTargetsDeny: [String] = []
+    /// SwiftDTM's `BranchTLS.CAFile` (PEM): CA certificates `https://` branches may be signed by,
+    /// besides the system's roots.
+    public var branchTLSCAFile = ""
     /// SwiftDTM's `TLS.CertFile` and `TLS.KeyFile` (PEM): set, both ports speak TLS only.
     public var tlsCertFile = ""
     public var tlsKeyFile = ""
@@ -83,6 +86,7 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("Auth.TokensFile", { $0.authTokensFile = try text($1, $2) }),
         ("BranchTargets.Allow", { $0.branchTargetsAllow = try list($1, $2) }),
         ("BranchTargets.Deny", { $0.branchTargetsDeny = try list($1, $2) }),
+        ("BranchTLS.CAFile", { $0.branchTLSCAFile = try text($1, $2) }),
         ("TLS.CertFile", { $0.tlsCertFile = try text($1, $2) }),
         ("TLS.KeyFile", { $0.tlsKeyFile = try text($1, $2) }),
         ("TLS.ClientCAFile", { $0.tlsClientCAFile = try text($1, $2) }),
@@ -160,7 +164,8 @@ public struct DtmdConfiguration: Sendable, Equatable {
         if !tlsClientCAFile.isEmpty && tlsCertFile.isEmpty {
             throw Invalid(description: "TLS.ClientCAFile needs TLS.CertFile and TLS.KeyFile (mutual TLS is TLS first)")
         }
-        for (key, path) in [("TLS.CertFile", tlsCertFile), ("TLS.KeyFile", tlsKeyFile), ("TLS.ClientCAFile", tlsClientCAFile)]
+        for (key, path) in [("TLS.CertFile", tlsCertFile), ("TLS.KeyFile", tlsKeyFile), ("TLS.ClientCAFile", tlsClientCAFile),
+                            ("BranchTLS.CAFile", branchTLSCAFile)]
         where !path.isEmpty && !FileManager.default.isReadableFile(atPath: path) {
             throw Invalid(description: "\(key) '\(path)' cannot be read")
         }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import DTMWire
 import Foundation
 import NIOCore
+import NIOSSL
 public import ServiceLifecycle
 
 /// Calls HTTP branches as dtm does: query parameters gid, trans_type, branch_id and op; POST with
@@ -11,9 +12,20 @@ public import ServiceLifecycle
 ///
 /// Connections are pooled by async-http-client. Run it as a service: graceful shutdown closes them.
 public final class HttpBranchInvoker: BranchInvoker, Service {
-    private let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    private let client: HTTPClient
 
-    public init() {}
+    /// An invoker whose `https://` calls verify the server's certificate against the system's
+    /// roots and, when given, the CA certificates in `additionalCAFile` (PEM; dtmd's
+    /// `BranchTLS.CAFile`).
+    public init(additionalCAFile: String? = nil) {
+        var configuration = HTTPClient.Configuration()
+        if let additionalCAFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.additionalTrustRoots = [.file(additionalCAFile)]
+            configuration.tlsConfiguration = tls
+        }
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
 
     public func run() async throws {
         try? await gracefulShutdown()

@@ -102,7 +102,7 @@ struct Dtmd: AsyncParsableCommand {
         }
         // Discovery targets are checked once resolved, at call time.
         let grpcInvoker = GrpcBranchInvoker(resolver: resolver, refusal: { branchTargets.refusal(host: $0.host, port: $0.port) })
-        let httpInvoker = HttpBranchInvoker()
+        let httpInvoker = HttpBranchInvoker(additionalCAFile: settings.branchTLSCAFile.isEmpty ? nil : settings.branchTLSCAFile)
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
             retryLimit: settings.alertRetryLimit)

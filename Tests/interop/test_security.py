@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -300,3 +301,62 @@ def test_branch_targets_allow_and_deny(tmp_path, pb, busi):
     from conftest import DTMD
     refused = subprocess.run([str(DTMD), "-c", str(bad.config)], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "BranchTargets.Deny entry '10.0.0.0/99'" in refused.stdout + refused.stderr
+
+
+def https_branch_server(certificates):
+    """An HTTPS branch server with the test CA's server certificate: every call succeeds."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            calls.append((self.path, self.rfile.read(length)))
+            body = b'{"dtm_result":"SUCCESS"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certificates / "server.pem"), str(certificates / "server.key"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, calls
+
+
+def test_https_branches_are_verified_against_the_configured_ca(tmp_path, certificates):
+    from conftest import Dtmd
+    server, calls = https_branch_server(certificates)
+    url = f"https://127.0.0.1:{server.server_address[1]}/api/busi/TransIn"
+    try:
+        for name, extra in (("trusting", {"BranchTLS": {"CAFile": str(certificates / "ca.pem")}}), ("default", {})):
+            (tmp_path / name).mkdir()
+            node = Dtmd(tmp_path / name, **extra).start()
+            try:
+                api = f"http://127.0.0.1:{node.http_port}/api/dtmsvr"
+                gid = f"https-{name}"
+                status, body = post(f"{api}/submit", {"gid": gid, "trans_type": "msg", "steps": [{"action": url}], "payloads": ['{"a":1}']})
+                assert status == 200, body
+                if name == "trusting":
+                    node.wait_status(gid, "succeed")
+                else:
+                    # The test CA is not among the system's roots: the call fails its handshake and is retried.
+                    time.sleep(2)
+                    assert node.status(gid) == "submitted"
+                    page = urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/admin/transactions/{gid}").read().decode().lower()
+                    assert "certificate" in page or "handshake" in page or "ssl" in page
+            finally:
+                node.stop()
+        assert [path for path, _ in calls] == ["/api/busi/TransIn?gid=https-trusting&trans_type=msg&branch_id=01&op=action"]
+    finally:
+        server.shutdown()
