@@ -16,8 +16,13 @@ enum CoordinatorMetrics {
     /// `swiftdtm_branch_call_duration{target}`: one branch call's latency, by the server it went
     /// to (`host:port` or the discovery target of a gRPC URL; `scheme://host:port` of an HTTP one).
     static func branchCalled(url: String, duration: Duration) {
-        Metrics.Timer(label: "swiftdtm_branch_call_duration", dimensions: [("target", target(of: url))]).record(duration: duration)
+        // Kept by URL, so the target is worked out once per URL, not once per call.
+        branchCalls.metric([url]) {
+            Metrics.Timer(label: "swiftdtm_branch_call_duration", dimensions: [("target", target(of: url))])
+        }.record(duration: duration)
     }
+
+    private static let branchCalls = MetricCache<Metrics.Timer>()
 
     static func target(of url: String) -> String {
         if isHTTPBranchURL(url) {

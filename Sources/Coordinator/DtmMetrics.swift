@@ -15,25 +15,42 @@ public enum DtmMetrics {
     /// of the path, lower-cased, as dtm's `extractFromPath`).
     public static func recordCall(type: String, path: String, succeeded: Bool, duration: Duration) {
         let api = (path.split(separator: "/").last.map(String.init) ?? "").lowercased()
-        Counter(label: "dtm_server_process_total", dimensions: [("type", type), ("api", api), ("status", succeeded ? ok : fail)]).increment()
-        Metrics.Timer(label: "dtm_server_response_duration", dimensions: [("type", type), ("api", api)]).record(duration: duration)
+        let status = succeeded ? ok : fail
+        calls.metric([type, api, status]) {
+            Counter(label: "dtm_server_process_total", dimensions: [("type", type), ("api", api), ("status", status)])
+        }.increment()
+        responseTimes.metric([type, api]) {
+            Metrics.Timer(label: "dtm_server_response_duration", dimensions: [("type", type), ("api", api)])
+        }.record(duration: duration)
     }
+
+    private static let calls = MetricCache<Counter>()
+    private static let responseTimes = MetricCache<Metrics.Timer>()
+    private static let rounds = MetricCache<Counter>()
+    private static let handledTimes = MetricCache<Metrics.Timer>()
+    private static let branches = MetricCache<Counter>()
 
     /// A processing round of a transaction ended (one a request or the scheduler started):
     /// `dtm_transaction_process_total{model,status}` (`ok` unless a branch answered an error or
     /// ONGOING, the round failed, or the transaction ended failed) and
     /// `dtm_transaction_handled_duration{model}`, the time since the transaction was created.
     static func roundEnded(model: String, succeeded: Bool, sinceCreation: Duration) {
-        Counter(label: "dtm_transaction_process_total", dimensions: [("model", model), ("status", succeeded ? ok : fail)]).increment()
-        Metrics.Timer(label: "dtm_transaction_handled_duration", dimensions: [("model", model)]).record(duration: sinceCreation)
+        let status = succeeded ? ok : fail
+        rounds.metric([model, status]) {
+            Counter(label: "dtm_transaction_process_total", dimensions: [("model", model), ("status", status)])
+        }.increment()
+        handledTimes.metric([model]) {
+            Metrics.Timer(label: "dtm_transaction_handled_duration", dimensions: [("model", model)])
+        }.record(duration: sinceCreation)
     }
 
     /// A branch call ended: `dtm_branch_process_total{model,branchid,branchtype,status}`
     /// (branchtype is the op; `ok` for SUCCESS only).
     static func branchCalled(model: String, branchID: String, op: String, outcome: AttemptOutcome) {
-        Counter(label: "dtm_branch_process_total", dimensions: [
-            ("model", model), ("branchid", branchID), ("branchtype", op), ("status", outcome == .success ? ok : fail),
-        ]).increment()
+        let status = outcome == .success ? ok : fail
+        branches.metric([model, branchID, op, status]) {
+            Counter(label: "dtm_branch_process_total", dimensions: [("model", model), ("branchid", branchID), ("branchtype", op), ("status", status)])
+        }.increment()
     }
 
     /// `dtm_server_info` = 1, with dtm's two labels naming the HTTP and gRPC libraries.

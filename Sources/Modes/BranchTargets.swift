@@ -54,6 +54,10 @@ public struct BranchTargets: Sendable {
 
     /// Throws InvalidArgument naming `field` when the rules refuse `url`.
     public func check(_ url: String, field: String) throws {
+        // Without lists, only a URL that names one of dtmd's ports can be refused: most URLs are
+        // passed without being parsed (unless dtmd itself listens on a default port).
+        if allow.isEmpty && deny.isEmpty && !ports.contains(80) && !ports.contains(443)
+            && !ports.contains(where: { url.contains(":\($0)") }) { return }
         guard let (host, port) = Self.hostAndPort(of: url), let reason = refusal(host: host, port: port) else { return }
         throw RequestError.invalidArgument("\(field) '\(url)' \(reason)")
     }
