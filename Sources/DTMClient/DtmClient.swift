@@ -222,10 +222,8 @@ final class ConnectionPool: Sendable {
     /// An address written as an IP is dialled as one (TLS then sends no SNI, which may not be an
     /// IP); a name through DNS.
     static func target(_ address: HostPort) -> any ResolvableTarget {
-        let octets = address.host.split(separator: ".", omittingEmptySubsequences: false)
-        if octets.count == 4, octets.allSatisfy({ UInt8($0) != nil }) { return .ipv4(host: address.host, port: address.port) }
-        if address.host.contains(":") { return .ipv6(host: address.host, port: address.port) }
-        return .dns(host: address.host, port: address.port)
+        address.hostIsIPv4 ? .ipv4(host: address.host, port: address.port)
+            : address.hostIsIPv6 ? .ipv6(host: address.host, port: address.port) : .dns(host: address.host, port: address.port)
     }
 
     /// The connection to `address`, made on first use.

@@ -63,6 +63,16 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The host is an IPv4 address written out (`10.1.2.3`), to dial as an address, not a name
+    /// (TLS sends no SNI for an address).
+    public var hostIsIPv4: Bool {
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// The host is an IPv6 address.
+    public var hostIsIPv6: Bool { host.contains(":") }
 }
 
 /// Turns a branch URL's server part into an address to call: a plain `host:port` as it is, the

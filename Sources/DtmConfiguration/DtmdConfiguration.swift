@@ -43,6 +43,9 @@ public struct DtmdConfiguration: Sendable, Equatable {
     /// SwiftDTM's `BranchTLS.CAFile` (PEM): CA certificates `https://` branches may be signed by,
     /// besides the system's roots.
     public var branchTLSCAFile = ""
+    /// `BranchTLS.Grpc`: CIDRs and host patterns of the gRPC branch servers called over TLS
+    /// (their certificates checked against `BranchTLS.CAFile`, else the system's roots).
+    public var branchTLSGrpc: [String] = []
     /// SwiftDTM's `TLS.CertFile` and `TLS.KeyFile` (PEM): set, both ports speak TLS only.
     public var tlsCertFile = ""
     public var tlsKeyFile = ""
@@ -87,6 +90,7 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("BranchTargets.Allow", { $0.branchTargetsAllow = try list($1, $2) }),
         ("BranchTargets.Deny", { $0.branchTargetsDeny = try list($1, $2) }),
         ("BranchTLS.CAFile", { $0.branchTLSCAFile = try text($1, $2) }),
+        ("BranchTLS.Grpc", { $0.branchTLSGrpc = try list($1, $2) }),
         ("TLS.CertFile", { $0.tlsCertFile = try text($1, $2) }),
         ("TLS.KeyFile", { $0.tlsKeyFile = try text($1, $2) }),
         ("TLS.ClientCAFile", { $0.tlsClientCAFile = try text($1, $2) }),

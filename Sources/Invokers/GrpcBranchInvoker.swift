@@ -1,6 +1,8 @@
 public import DTMWire
 import Foundation
 import GRPCCore
+import NIOCore
+import NIOSSL
 public import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
@@ -36,14 +38,21 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private let idleLimit: Duration
     /// Why a resolved address may not be called (dtmd's branch-target rules); nil: it may.
     private let refusal: @Sendable (HostPort) -> String?
+    /// The addresses called over TLS (dtmd's `BranchTLS.Grpc`), and the CA their certificates
+    /// are checked against (nil: the system's roots).
+    private let usesTLS: @Sendable (HostPort) -> Bool
+    private let caFile: String?
 
     public init(
         resolver: any TargetResolver = DirectTargetResolver(), transportAttempts: Int = 3, idleLimit: Duration = .seconds(300),
         refusal: @escaping @Sendable (HostPort) -> String? = { _ in nil },
+        usesTLS: @escaping @Sendable (HostPort) -> Bool = { _ in false }, caFile: String? = nil,
         logger: Logger = Logger(label: "swiftdtm.branch.grpc")
     ) {
         (started, startedContinuation) = AsyncStream.makeStream()
         self.refusal = refusal
+        self.usesTLS = usesTLS
+        self.caFile = caFile
         self.resolver = resolver
         self.transportAttempts = max(transportAttempts, 1)
         self.idleLimit = idleLimit
@@ -156,7 +165,8 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 clients[key] = existing
                 return existing
             }
-            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address)), lastUsed: .now)
+            let security: HTTP2ClientTransport.Posix.TransportSecurity = usesTLS(address) ? Self.tls(caFile: caFile) : .plaintext
+            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address, security: security)), lastUsed: .now)
             clients[key] = entry
             startedContinuation.yield(entry.client)
             logger.debug("opened gRPC channel to \(key)")
@@ -168,11 +178,19 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// themselves and drop the resets that end complete responses (see `ServerControlFrameFilter`:
     /// grpc-go sends both at a rate that would otherwise close them), and whose streams send
     /// non-ASCII header values byte for byte (see `LiteralNonASCIIHeaders`).
-    public static func transport(to address: HostPort) throws -> HTTP2ClientTransport.Posix {
+    public static func transport(
+        to address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext
+    ) throws -> HTTP2ClientTransport.Posix {
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(ServerControlFrameFilter(), position: .first)
+                // The filter reads HTTP/2 frames as bytes: behind the TLS handler when there is one.
+                let operations = channel.pipeline.syncOperations
+                if let tls = try? operations.handler(type: NIOSSLClientHandler.self) {
+                    try operations.addHandler(ServerControlFrameFilter(), position: .after(tls))
+                } else {
+                    try operations.addHandler(ServerControlFrameFilter(), position: .first)
+                }
             }
         }
         config.channelDebuggingCallbacks.onCreateHTTP2Stream = { stream in
@@ -180,8 +198,17 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 try stream.pipeline.syncOperations.addHandler(LiteralNonASCIIHeaders(), position: .first)
             }
         }
-        return try HTTP2ClientTransport.Posix(
-            target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext, config: config)
+        // An IP is dialled as one: TLS then sends no SNI, which may not be an IP.
+        let target: any ResolvableTarget = address.hostIsIPv4 ? .ipv4(host: address.host, port: address.port)
+            : address.hostIsIPv6 ? .ipv6(host: address.host, port: address.port) : .dns(host: address.host, port: address.port)
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
+    }
+
+    /// TLS to a branch server: its certificate checked against `caFile` (PEM) or the system's roots.
+    static func tls(caFile: String?) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        .tls { config in
+            if let caFile { config.trustRoots = .certificates([.file(path: caFile, format: .pem)]) }
+        }
     }
 
     /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.

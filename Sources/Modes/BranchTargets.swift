@@ -144,3 +144,20 @@ struct TargetRule: Sendable {
         return bytes
     }
 }
+
+/// A list of CIDRs, hosts and `*.domain` patterns (dtmd's `BranchTLS.Grpc`): which addresses it
+/// names.
+public struct TargetList: Sendable {
+    let rules: [TargetRule]
+
+    /// Throws naming `list` and the entry that is neither a CIDR, a host nor a pattern.
+    public init(_ entries: [String], list: String) throws {
+        rules = try entries.map { try TargetRule($0, list: list) }
+    }
+
+    /// Whether `host` (a name or an address) matches an entry.
+    public func matches(_ host: String) -> Bool {
+        let name = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return rules.contains { $0.matches(name) }
+    }
+}

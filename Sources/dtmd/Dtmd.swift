@@ -93,16 +93,21 @@ struct Dtmd: AsyncParsableCommand {
         defaults.requestTimeout = settings.requestTimeout
         let resolver = DiscoveryResolver()
         let branchTargets: BranchTargets
+        let grpcOverTLS: TargetList
         do {
             branchTargets = try BranchTargets(
                 ports: [settings.grpcPort, settings.httpPort], localHosts: LocalAddresses.names(),
                 allow: settings.branchTargetsAllow, deny: settings.branchTargetsDeny)
+            grpcOverTLS = try TargetList(settings.branchTLSGrpc, list: "BranchTLS.Grpc")
         } catch {
             throw ValidationError("invalid configuration: \(RequestError(error))")
         }
+        let branchCA = settings.branchTLSCAFile.isEmpty ? nil : settings.branchTLSCAFile
         // Discovery targets are checked once resolved, at call time.
-        let grpcInvoker = GrpcBranchInvoker(resolver: resolver, refusal: { branchTargets.refusal(host: $0.host, port: $0.port) })
-        let httpInvoker = HttpBranchInvoker(additionalCAFile: settings.branchTLSCAFile.isEmpty ? nil : settings.branchTLSCAFile)
+        let grpcInvoker = GrpcBranchInvoker(
+            resolver: resolver, refusal: { branchTargets.refusal(host: $0.host, port: $0.port) },
+            usesTLS: { grpcOverTLS.matches($0.host) }, caFile: branchCA)
+        let httpInvoker = HttpBranchInvoker(additionalCAFile: branchCA)
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
             retryLimit: settings.alertRetryLimit)

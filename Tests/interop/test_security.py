@@ -360,3 +360,39 @@ def test_https_branches_are_verified_against_the_configured_ca(tmp_path, certifi
         assert [path for path, _ in calls] == ["/api/busi/TransIn?gid=https-trusting&trans_type=msg&branch_id=01&op=action"]
     finally:
         server.shutdown()
+
+
+def test_grpc_branches_over_tls_for_the_listed_targets(tmp_path, certificates, pb):
+    from concurrent import futures
+    from conftest import Dtmd
+    calls = []
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        def service(self, details):
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: calls.append(details.method) or b"")
+
+    branch = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    branch.add_generic_rpc_handlers((AnyMethod(),))
+    credentials = grpc.ssl_server_credentials([((certificates / "server.key").read_bytes(), (certificates / "server.pem").read_bytes())])
+    port = branch.add_secure_port("127.0.0.1:0", credentials)
+    branch.start()
+    try:
+        for name, extra, succeeds in (("tls", {"BranchTLS": {"CAFile": str(certificates / "ca.pem"), "Grpc": ["127.0.0.0/8"]}}, True),
+                                      ("plaintext", {}, False)):
+            (tmp_path / name).mkdir()
+            node = Dtmd(tmp_path / name, **extra).start()
+            try:
+                channel = grpc.insecure_channel(f"127.0.0.1:{node.grpc_port}")
+                gid = f"grpc-tls-{name}"
+                pb[1].DtmStub(channel).Submit(request(pb, gid, "msg", [{"action": f"127.0.0.1:{port}/busi.Busi/TransIn"}], [b"x"]))
+                if succeeds:
+                    node.wait_status(gid, "succeed")
+                else:
+                    time.sleep(2)  # plaintext to a TLS server: every attempt fails, and is retried
+                    assert node.status(gid) == "submitted"
+                channel.close()
+            finally:
+                node.stop()
+        assert calls == ["/busi.Busi/TransIn"]
+    finally:
+        branch.stop(None)
