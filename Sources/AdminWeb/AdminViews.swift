@@ -243,18 +243,18 @@ enum AdminViews {
         "/admin/transactions/" + (gid.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/%?#"))) ?? gid)
     }
 
-    /// `YYYY-MM-DD HH:MM:SS.mmmZ` (UTC), from whole microseconds (no floating-point rounding).
+    /// `YYYY-MM-DD HH:MM:SS.mmmZ` (UTC), from whole microseconds (no floating-point rounding:
+    /// the seconds are formatted, the milliseconds appended).
     static func time(_ microseconds: Int64) -> String {
         guard microseconds > 0 else { return "" }
         let (seconds, remainder) = microseconds.quotientAndRemainder(dividingBy: 1_000_000)
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        let milliseconds = remainder / 1000
-        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
-            + "." + String(repeating: "0", count: 3 - String(milliseconds).count) + String(milliseconds) + "Z"
+        let whole = Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(secondsStyle)  // "… HH:MM:SSZ"
+        let milliseconds = String(remainder / 1000)
+        return whole.dropLast() + "." + String(repeating: "0", count: 3 - milliseconds.count) + milliseconds + "Z"
     }
+
+    /// One format for every timestamp of every page (a value, made once).
+    static let secondsStyle = Date.ISO8601FormatStyle(dateSeparator: .dash, dateTimeSeparator: .space, timeZone: .gmt)
 
     static func milliseconds(_ microseconds: Int64) -> String {
         microseconds >= 10_000 ? "\(microseconds / 1000) ms" : String(format: "%.1f ms", Double(microseconds) / 1000)

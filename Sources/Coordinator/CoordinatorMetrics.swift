@@ -1,6 +1,7 @@
 import DTMWire
 import Foundation
 import Metrics
+import TransactionStore
 
 /// SwiftDTM's own metrics of the coordinator (the `swiftdtm_` prefix keeps them apart from dtm's).
 enum CoordinatorMetrics {

@@ -1,4 +1,5 @@
 import Metrics
+import TransactionStore
 import Projections
 
 /// dtm's Prometheus metrics (WIRE §7), with dtm's names, label names and label values, so the

@@ -17,7 +17,7 @@ public struct AccessTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if !tokens.required || Self.open.contains(path) { return try await next(request, context) }
+        if Self.open.contains(path) { return try await next(request, context) }
         if tokens.accepts(authorization: request.headers[.authorization]) { return try await next(request, context) }
         if path == "/" || path.hasPrefix("/admin"), let cookie = Self.cookieToken(request), tokens.accepts(token: cookie) {
             return try await next(request, context)

@@ -5,16 +5,16 @@ import Synchronization
 /// use. On the hot path (every branch call, round and request) they are made once and reused.
 /// At most `limit` entries are kept; past that, objects are made afresh (label values that keep
 /// changing must not grow memory).
-final class MetricCache<Metric: AnyObject & Sendable>: Sendable {
+package final class MetricCache<Metric: AnyObject & Sendable>: Sendable {
     private let entries = Mutex<[[String]: Metric]>([:])
     private let limit: Int
 
-    init(limit: Int = 4096) {
+    package init(limit: Int = 4096) {
         self.limit = limit
     }
 
     /// The metric for `values`, made by `make` on first use.
-    func metric(_ values: [String], _ make: () -> Metric) -> Metric {
+    package func metric(_ values: [String], _ make: () -> Metric) -> Metric {
         if let cached = entries.withLock({ $0[values] }) { return cached }
         let made = make()
         return entries.withLock { entries in
