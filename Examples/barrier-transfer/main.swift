@@ -180,7 +180,7 @@ final class Bank: RegistrableRPCService, Sendable {
     func handle(_ method: String, payload: [UInt8], context: BranchContext?) async throws {
         guard let change = Self.changes[method] else { throw DtmError.failure("no branch \(method)") }
         let transfer = try JSONDecoder().decode(Transfer.self, from: Data(payload))
-        let ran = try await BranchBarrier(context).call(on: database) { connection in try await change(transfer, connection) }
+        let ran: Void? = try await BranchBarrier(context).call(on: database) { connection in try await change(transfer, connection) }
         print("\(method) \(transfer.amount): \(ran == nil ? "skipped by the barrier" : "done")")
         if method == "TransIn", let gid = context?.gid {
             let calls = transIns.withLock { calls in

@@ -1,4 +1,4 @@
-import DTMDiscovery
+public import DTMDiscovery
 public import DTMWire
 public import Foundation
 import GRPCCore
@@ -222,8 +222,8 @@ final class ConnectionPool: Sendable {
     /// An address written as an IP is dialled as one (TLS then sends no SNI, which may not be an
     /// IP); a name through DNS.
     static func target(_ address: HostPort) -> any ResolvableTarget {
-        address.hostIsIPv4 ? .ipv4(host: address.host, port: address.port)
-            : address.hostIsIPv6 ? .ipv6(host: address.host, port: address.port) : .dns(host: address.host, port: address.port)
+        address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
+            : address.hostIsIPv6 ? .ipv6(address: address.host, port: address.port) : .dns(host: address.host, port: address.port)
     }
 
     /// The connection to `address`, made on first use.
@@ -267,10 +267,13 @@ struct PooledBranchCaller: BranchCaller {
 /// (`host:port`, or `etcd://…/dtmservice` resolved through etcd) or the URL of its HTTP API
 /// (`http://host:36789/api/dtmsvr`, as Go's `dtmcli` takes it): then every request, and every
 /// branch the application calls itself, speaks HTTP, and payloads must be UTF-8 text (JSON).
+/// `etcd` says how `etcd://` targets reach etcd (TLS, client certificate, account), as
+/// go-zero's `Etcd` settings do.
 public func withDtmClient<T: Sendable>(
-    target: String, token: String? = nil, tls: DtmClientTLS? = nil, _ body: (DtmClient) async throws -> T
+    target: String, token: String? = nil, tls: DtmClientTLS? = nil, etcd: EtcdAccess = .plain,
+    _ body: (DtmClient) async throws -> T
 ) async throws -> T {
-    let resolver = DiscoveryResolver()
+    let resolver = DiscoveryResolver(etcd: etcd)
     let dtmConnections = ConnectionPool(security: tls.map { $0.transportSecurity } ?? .plaintext)
     // Branches the application calls itself (a TCC Try) keep their own, plaintext connections.
     let connections = tls == nil ? dtmConnections : ConnectionPool()

@@ -1,6 +1,7 @@
 public import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What etcd answered when it refused a request, or that no endpoint could be reached.
@@ -19,17 +20,25 @@ public struct EtcdError: Error, CustomStringConvertible {
 ///
 /// Several endpoints fail over: a request that cannot connect moves on to the next endpoint, and
 /// the one that answered is tried first next time. With credentials, the client authenticates and
-/// sends the token, authenticating again when etcd says the token is no longer valid.
+/// sends the token, authenticating again when etcd says the token is no longer valid. With TLS
+/// (`EtcdAccess`), every request goes to `https://` with its CA and client certificate.
 public final class EtcdClient: Sendable {
     public let endpoints: [String]
     let credentials: (user: String, password: String)?
     private let http: HTTPClient
+    private let tls: TLSConfiguration?
+    private let scheme: String
     private let state = Mutex<(preferred: Int, token: String?)>((0, nil))
 
-    public init(endpoints: [String], user: String? = nil, password: String? = nil, http: HTTPClient = .shared) {
+    /// A client of the etcd cluster at `endpoints` (`host:port`); `user` and `password`, when the
+    /// target names them, take the place of `access`'s account.
+    public init(endpoints: [String], user: String? = nil, password: String? = nil, access: EtcdAccess = .plain, http: HTTPClient = .shared) {
         self.endpoints = endpoints
-        self.credentials = user.map { ($0, password ?? "") }
+        let account = access.credentials(user: user, password: password)
+        self.credentials = account.user.map { ($0, account.password ?? "") }
         self.http = http
+        self.tls = access.tls
+        self.scheme = access.usesTLS ? "https" : "http"
     }
 
     // MARK: Leases and keys
@@ -140,7 +149,8 @@ public final class EtcdClient: Sendable {
             let index = (first + offset) % endpoints.count
             do {
                 if credentials != nil, token == nil { token = try await authenticate(endpoints[index]) }
-                var request = HTTPClientRequest(url: "http://\(endpoints[index])/v3/\(path)")
+                var request = HTTPClientRequest(url: "\(scheme)://\(endpoints[index])/v3/\(path)")
+                request.tlsConfiguration = tls
                 request.method = .POST
                 request.headers.add(name: "Content-Type", value: "application/json")
                 if let token { request.headers.add(name: "Authorization", value: token) }
@@ -157,7 +167,8 @@ public final class EtcdClient: Sendable {
 
     private func authenticate(_ endpoint: String) async throws -> String {
         guard let credentials else { throw EtcdError(description: "no credentials") }
-        var request = HTTPClientRequest(url: "http://\(endpoint)/v3/auth/authenticate")
+        var request = HTTPClientRequest(url: "\(scheme)://\(endpoint)/v3/auth/authenticate")
+        request.tlsConfiguration = tls
         request.method = .POST
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["name": credentials.user, "password": credentials.password])))
         let response = try await http.execute(request, timeout: .seconds(5))

@@ -14,14 +14,17 @@ import Synchronization
 /// Run it as a service: it keeps one watch per etcd target and ends them on shutdown.
 public final class DiscoveryResolver: TargetResolver, Service {
     private let watches = Mutex<[String: AddressSet]>([:])
+    /// TLS and the account for every etcd this resolver reads.
+    private let etcd: EtcdAccess
     private let started: AsyncStream<AddressSet>
     private let startedContinuation: AsyncStream<AddressSet>.Continuation
     private let logger: Logger
     /// How long an address that failed is skipped.
     let failurePause: Duration
 
-    public init(failurePause: Duration = .seconds(5), logger: Logger = Logger(label: "swiftdtm.discovery")) {
+    public init(etcd: EtcdAccess = .plain, failurePause: Duration = .seconds(5), logger: Logger = Logger(label: "swiftdtm.discovery")) {
         (started, startedContinuation) = AsyncStream.makeStream()
+        self.etcd = etcd
         self.failurePause = failurePause
         self.logger = logger
     }
@@ -51,7 +54,7 @@ public final class DiscoveryResolver: TargetResolver, Service {
             let set = watches.withLock { watches in
                 if let existing = watches[target] { return existing }
                 let set = AddressSet(
-                    client: EtcdClient(endpoints: endpoints, user: user, password: password), key: key,
+                    client: EtcdClient(endpoints: endpoints, user: user, password: password, access: etcd), key: key,
                     failurePause: failurePause, logger: logger)
                 watches[target] = set
                 startedContinuation.yield(set)

@@ -15,15 +15,19 @@ public struct GoZeroRegistration: Service {
     let ttl: Int
     let logger: Logger
 
-    /// `target` is the MicroService Target, e.g. `etcd://localhost:2379/dtmservice`.
-    public init(target: String, endpoint: String, ttl: Int = 10, logger: Logger = Logger(label: "swiftdtm.registration")) throws {
+    /// `target` is the MicroService Target, e.g. `etcd://localhost:2379/dtmservice`; `etcd` says
+    /// how to reach it (TLS, an account).
+    public init(
+        target: String, endpoint: String, etcd: EtcdAccess = .plain, ttl: Int = 10,
+        logger: Logger = Logger(label: "swiftdtm.registration")
+    ) throws {
         guard case let .etcd(endpoints, key, user, password) = try DiscoveryTarget(parsing: target) else {
             throw RequestError.invalidArgument("MicroService.Target '\(target)' must be an etcd:// or discov:// target")
         }
         guard HostPort(endpoint) != nil else {
             throw RequestError.invalidArgument("MicroService.EndPoint '\(endpoint)' must be host:port")
         }
-        self.client = EtcdClient(endpoints: endpoints, user: user, password: password)
+        self.client = EtcdClient(endpoints: endpoints, user: user, password: password, access: etcd)
         self.key = key
         self.endpoint = endpoint
         self.ttl = ttl

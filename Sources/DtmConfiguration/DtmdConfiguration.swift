@@ -28,6 +28,17 @@ public struct DtmdConfiguration: Sendable, Equatable {
     public var microServiceDriver = "dtm-driver-gozero"
     public var microServiceTarget = ""
     public var microServiceEndPoint = ""
+    /// SwiftDTM's `Etcd` block, with go-zero's `discov.EtcdConf` names, for every etcd dtmd
+    /// talks to (its registration and `etcd://` branch targets): `CACertFile` turns TLS on
+    /// (`https://`), `CertFile` and `CertKeyFile` are the client certificate for an etcd run with
+    /// `--client-cert-auth`, `InsecureSkipVerify` accepts any server certificate; `User` and
+    /// `Pass` are the account for targets whose URL names none.
+    public var etcdCACertFile = ""
+    public var etcdCertFile = ""
+    public var etcdCertKeyFile = ""
+    public var etcdInsecureSkipVerify = false
+    public var etcdUser = ""
+    public var etcdPass = ""
     public var logLevel = "info"
     public var alertRetryLimit: Int64 = 3
     public var alertWebHook = ""
@@ -82,6 +93,12 @@ public struct DtmdConfiguration: Sendable, Equatable {
         ("MicroService.Driver", { $0.microServiceDriver = try text($1, $2) }),
         ("MicroService.Target", { $0.microServiceTarget = try text($1, $2) }),
         ("MicroService.EndPoint", { $0.microServiceEndPoint = try text($1, $2) }),
+        ("Etcd.CACertFile", { $0.etcdCACertFile = try text($1, $2) }),
+        ("Etcd.CertFile", { $0.etcdCertFile = try text($1, $2) }),
+        ("Etcd.CertKeyFile", { $0.etcdCertKeyFile = try text($1, $2) }),
+        ("Etcd.InsecureSkipVerify", { $0.etcdInsecureSkipVerify = try flag($1, $2) }),
+        ("Etcd.User", { $0.etcdUser = try text($1, $2) }),
+        ("Etcd.Pass", { $0.etcdPass = try text($1, $2) }),
         ("LogLevel", { $0.logLevel = try text($1, $2) }),
         ("AlertRetryLimit", { $0.alertRetryLimit = try positiveInteger($1, $2) }),
         ("AlertWebHook", { $0.alertWebHook = try text($1, $2) }),
@@ -168,8 +185,12 @@ public struct DtmdConfiguration: Sendable, Equatable {
         if !tlsClientCAFile.isEmpty && tlsCertFile.isEmpty {
             throw Invalid(description: "TLS.ClientCAFile needs TLS.CertFile and TLS.KeyFile (mutual TLS is TLS first)")
         }
+        if etcdCertFile.isEmpty != etcdCertKeyFile.isEmpty {
+            throw Invalid(description: "Etcd.CertFile and Etcd.CertKeyFile go together: set both, or neither")
+        }
         for (key, path) in [("TLS.CertFile", tlsCertFile), ("TLS.KeyFile", tlsKeyFile), ("TLS.ClientCAFile", tlsClientCAFile),
-                            ("BranchTLS.CAFile", branchTLSCAFile)]
+                            ("BranchTLS.CAFile", branchTLSCAFile), ("Etcd.CACertFile", etcdCACertFile),
+                            ("Etcd.CertFile", etcdCertFile), ("Etcd.CertKeyFile", etcdCertKeyFile)]
         where !path.isEmpty && !FileManager.default.isReadableFile(atPath: path) {
             throw Invalid(description: "\(key) '\(path)' cannot be read")
         }
@@ -212,6 +233,15 @@ public struct DtmdConfiguration: Sendable, Equatable {
         case let string as String: return string.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         case is NSNull: return []
         default: throw Invalid(description: "\(path) must be a list of strings, got \(value)")
+        }
+    }
+
+    /// true or false: a YAML boolean, or (from the environment) `true`/`false`.
+    private static func flag(_ path: String, _ value: Any) throws -> Bool {
+        switch value {
+        case let bool as Bool: return bool
+        case let string as String where ["true", "false"].contains(string.lowercased()): return string.lowercased() == "true"
+        default: throw Invalid(description: "\(path) must be true or false, got '\(value)'")
         }
     }
 

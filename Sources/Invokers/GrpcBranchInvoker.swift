@@ -199,8 +199,8 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             }
         }
         // An IP is dialled as one: TLS then sends no SNI, which may not be an IP.
-        let target: any ResolvableTarget = address.hostIsIPv4 ? .ipv4(host: address.host, port: address.port)
-            : address.hostIsIPv6 ? .ipv6(host: address.host, port: address.port) : .dns(host: address.host, port: address.port)
+        let target: any ResolvableTarget = address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
+            : address.hostIsIPv6 ? .ipv6(address: address.host, port: address.port) : .dns(host: address.host, port: address.port)
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
 

@@ -91,7 +91,15 @@ struct Dtmd: AsyncParsableCommand {
         defaults.timeoutToFail = settings.timeoutToFail
         defaults.retryInterval = settings.retryInterval
         defaults.requestTimeout = settings.requestTimeout
-        let resolver = DiscoveryResolver()
+        let etcd: EtcdAccess
+        do {
+            etcd = try EtcdAccess(
+                caFile: settings.etcdCACertFile, certificateFile: settings.etcdCertFile, keyFile: settings.etcdCertKeyFile,
+                insecureSkipVerify: settings.etcdInsecureSkipVerify, user: settings.etcdUser, password: settings.etcdPass)
+        } catch {
+            throw ValidationError("invalid configuration: Etcd: \(error)")
+        }
+        let resolver = DiscoveryResolver(etcd: etcd)
         let branchTargets: BranchTargets
         let grpcOverTLS: TargetList
         do {
@@ -146,7 +154,7 @@ struct Dtmd: AsyncParsableCommand {
         if !settings.microServiceTarget.isEmpty {
             do {
                 registration = [.init(service: try GoZeroRegistration(
-                    target: settings.microServiceTarget, endpoint: settings.microServiceEndPoint))]
+                    target: settings.microServiceTarget, endpoint: settings.microServiceEndPoint, etcd: etcd))]
             } catch {
                 throw ValidationError("invalid configuration: MicroService: \(error)")
             }

@@ -4,6 +4,7 @@ import base64
 import json
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -12,7 +13,7 @@ import urllib.request
 import grpc
 import pytest
 
-from conftest import Dtmd, free_port, start_branch_server, wait_for
+from conftest import DTMD, Dtmd, free_port, start_branch_server, wait_for
 from test_grpc_interop import new_gid, request
 
 ETCD = shutil.which("etcd")
@@ -20,21 +21,28 @@ pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd-server is not install
 
 
 class Etcd:
-    def __init__(self, workdir):
+    def __init__(self, workdir, tls=None):
+        """`tls`: a directory with ca.pem and server.pem/.key (etcd's certificate) and
+        client.pem/.key: then etcd serves https only and wants a client certificate."""
         self.workdir = workdir
         self.port = free_port()
         self.process = None
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
 
     def start(self, fresh=False):
         data = self.workdir / "etcd-data"
         if fresh and data.exists():
             shutil.rmtree(data)
         peer = free_port()
-        url = f"http://127.0.0.1:{self.port}"
+        url = f"{self.scheme}://127.0.0.1:{self.port}"
+        tls = [] if not self.tls else [
+            "--cert-file", str(self.tls / "server.pem"), "--key-file", str(self.tls / "server.key"),
+            "--client-cert-auth", "--trusted-ca-file", str(self.tls / "ca.pem")]
         self.process = subprocess.Popen(
             [ETCD, "--data-dir", str(data), "--listen-client-urls", url, "--advertise-client-urls", url,
              "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--name", "default"],
+             "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--name", "default", *tls],
             stdout=subprocess.DEVNULL, stderr=open(self.workdir / "etcd.log", "ab"))
         wait_for(lambda: self.healthy(), timeout=20, what="etcd to start")
         return self
@@ -52,8 +60,12 @@ class Etcd:
             self.process.wait(timeout=20)
 
     def call(self, path, body):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v3/{path}", data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(req, timeout=5) as r:
+        req = urllib.request.Request(f"{self.scheme}://127.0.0.1:{self.port}/v3/{path}", data=json.dumps(body).encode(), method="POST")
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls / "ca.pem"))
+            context.load_cert_chain(str(self.tls / "client.pem"), str(self.tls / "client.key"))
+        with urllib.request.urlopen(req, timeout=5, context=context) as r:
             return json.load(r)
 
     def prefix(self, prefix):
@@ -192,3 +204,52 @@ def test_endpoint_failover_and_credentials(tmp_path, pb):
             server.stop()
     finally:
         secured.stop()
+
+
+def test_etcd_over_tls_with_a_client_certificate(tmp_path, certificates, pb):
+    """go-zero's etcd TLS settings (Etcd.CACertFile, CertFile, CertKeyFile) serve dtmd's
+    registration and its etcd:// branch targets against an etcd that wants client certificates;
+    without the client certificate etcd refuses dtmd, which keeps running and says why."""
+    etcd = Etcd(tmp_path / "etcd", tls=certificates)
+    etcd.workdir.mkdir()
+    etcd.start()
+    branch, branch_server = start_branch_server()
+    try:
+        etcd.register("trans-tls.rpc", branch.target)
+        tls = {"CACertFile": str(certificates / "ca.pem"), "CertFile": str(certificates / "client.pem"),
+               "CertKeyFile": str(certificates / "client.key")}
+        for name, settings in (("with-client-certificate", tls), ("ca-only", {"CACertFile": tls["CACertFile"]})):
+            (tmp_path / name).mkdir()
+            server = Dtmd(tmp_path / name, Etcd=settings)
+            config = json.loads(server.config.read_text())
+            config["MicroService"] = {"Driver": "dtm-driver-gozero", "Target": f"etcd://127.0.0.1:{etcd.port}/dtmservice-{name}",
+                                      "EndPoint": f"127.0.0.1:{server.grpc_port}"}
+            server.config.write_text(json.dumps(config))
+            server.start()
+            try:
+                dtm = pb[1].DtmStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+                gid = new_gid(dtm)
+                dtm.Submit(request(pb, gid, "msg", [{"action": f"etcd://127.0.0.1:{etcd.port}/trans-tls.rpc/busi.Busi/TransIn"}], [b"x"]))
+                if name == "with-client-certificate":
+                    keys = wait_for(lambda: etcd.prefix(f"dtmservice-{name}/"), what="dtmd's key in etcd over TLS")
+                    assert list(keys.values()) == [f"127.0.0.1:{server.grpc_port}"]
+                    server.wait_status(gid, "succeed")
+                    assert branch.calls_for(gid)
+                else:
+                    wait_for(lambda: "etcd registration failed" in server.log_text(), what="the refused registration in the log")
+                    assert etcd.prefix(f"dtmservice-{name}/") == {}
+                    assert server.status(gid) == "submitted" and not branch.calls_for(gid)
+            finally:
+                server.stop()
+            assert server.process.returncode == 0
+        assert etcd.prefix("dtmservice-with-client-certificate/") == {}, "the lease was revoked over TLS at shutdown"
+    finally:
+        branch_server.stop(None)
+        etcd.stop()
+
+
+def test_half_an_etcd_client_certificate_is_refused_at_start(tmp_path, certificates):
+    server = Dtmd(tmp_path, Etcd={"CertFile": str(certificates / "client.pem")})
+    done = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "Etcd.CertFile and Etcd.CertKeyFile go together" in done.stderr + done.stdout

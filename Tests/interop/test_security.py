@@ -174,26 +174,6 @@ def test_the_swift_sdk_sends_its_token(guarded, tmp_path, protocol):
     assert done.returncode == 0 and "barrier transfer OK" in done.stdout, done.stdout + done.stderr
 
 
-def openssl(*arguments, cwd):
-    subprocess.run(["openssl", *arguments], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    """A CA, a server certificate for 127.0.0.1 signed by it, a client certificate it signed,
-    and a client certificate of another CA."""
-    d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}", "-keyout", f"{ca}.key",
-                "-out", f"{ca}.pem", cwd=d)
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, ca, ext in (("server", "ca", ["-extfile", "server.ext"]), ("client", "ca", []), ("rogue", "rogue-ca", [])):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
-                "-out", f"{name}.pem", *ext, cwd=d)
-    return d
-
-
 def start_tls_dtmd(directory, tls):
     import socket
     from conftest import DTMD, Dtmd
