@@ -150,6 +150,10 @@ struct Dtmd: AsyncParsableCommand {
             coordinator: coordinator, cronInterval: .milliseconds(Int64(settings.transCronInterval * 1000)),
             drainLimit: .seconds(settings.requestTimeout + 1))
 
+        let certificateReload: [ServiceGroupConfiguration.ServiceConfiguration] = security.certificate.map { certificate in
+            [.init(service: CertificateReloadOnHangup(
+                certificate: certificate, files: "\(settings.tlsCertFile), \(settings.tlsKeyFile)", logger: logger))]
+        } ?? []
         var registration: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if !settings.microServiceTarget.isEmpty {
             do {
@@ -171,7 +175,7 @@ struct Dtmd: AsyncParsableCommand {
                     .init(service: scheduler),
                     .init(service: GRPCServerService(server: grpcServer)),
                     .init(service: http),
-                ] + registration,
+                ] + certificateReload + registration,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("dtmd listening", metadata: ["grpc": "\(settings.listenAddress):\(settings.grpcPort)", "http": "\(settings.listenAddress):\(settings.httpPort)"])

@@ -309,14 +309,15 @@ def openssl(*arguments, cwd):
 
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory):
-    """A CA, a server certificate for 127.0.0.1 signed by it, a client certificate it signed,
-    and a client certificate of another CA."""
+    """A CA, two server certificates for 127.0.0.1 signed by it (server, renewed-server), a client
+    certificate it signed, and a client certificate of another CA."""
     d = tmp_path_factory.mktemp("pki")
     for ca in ("ca", "rogue-ca"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}", "-keyout", f"{ca}.key",
                 "-out", f"{ca}.pem", cwd=d)
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, ca, ext in (("server", "ca", ["-extfile", "server.ext"]), ("client", "ca", []), ("rogue", "rogue-ca", [])):
+    for name, ca, ext in (("server", "ca", ["-extfile", "server.ext"]), ("renewed-server", "ca", ["-extfile", "server.ext"]),
+                          ("client", "ca", []), ("rogue", "rogue-ca", [])):
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
                 "-out", f"{name}.pem", *ext, cwd=d)

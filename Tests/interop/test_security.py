@@ -248,6 +248,58 @@ def test_mutual_tls_accepts_the_cas_clients_only(tmp_path, certificates, pb):
         server.stop()
 
 
+def served_certificate(port):
+    """The certificate (PEM) a TLS server on 127.0.0.1:`port` presents to a new connection."""
+    import ssl
+    return ssl.get_server_certificate(("127.0.0.1", port), timeout=5).strip()
+
+
+def pem(path):
+    import ssl
+    return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(path.read_text())).strip()
+
+
+def test_sighup_reloads_the_certificate_on_both_ports(tmp_path, certificates, pb):
+    import shutil
+    import signal
+    from conftest import wait_for
+    d = certificates
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(d / "server.pem", live / "cert.pem")
+    shutil.copy(d / "server.key", live / "key.pem")
+    server = start_tls_dtmd(tmp_path / "reload", {"CertFile": str(live / "cert.pem"), "KeyFile": str(live / "key.pem")})
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=(d / "ca.pem").read_bytes())
+        kept = grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", credentials)
+        assert pb[1].DtmStub(kept).NewGid(empty_pb2.Empty(), timeout=10).Gid
+        for port in (server.grpc_port, server.http_port):
+            assert served_certificate(port) == pem(d / "server.pem")
+
+        # The renewed pair, then SIGHUP: new connections on both ports get it.
+        shutil.copy(d / "renewed-server.pem", live / "cert.pem")
+        shutil.copy(d / "renewed-server.key", live / "key.pem")
+        server.process.send_signal(signal.SIGHUP)
+        for port in (server.grpc_port, server.http_port):
+            wait_for(lambda: served_certificate(port) == pem(d / "renewed-server.pem"), what=f"the renewed certificate on {port}")
+        assert pb[1].DtmStub(kept).NewGid(empty_pb2.Empty(), timeout=10).Gid, "an open connection keeps working"
+        assert "TLS certificate reloaded" in server.log_text()
+
+        # A certificate whose key does not match: refused, the renewed pair stays, dtmd runs on.
+        shutil.copy(d / "server.pem", live / "cert.pem")
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "TLS certificate not reloaded" in server.log_text(), what="the refused reload in the log")
+        assert server.process.poll() is None
+        for port in (server.grpc_port, server.http_port):
+            assert served_certificate(port) == pem(d / "renewed-server.pem")
+        ping = curl("--cacert", str(d / "ca.pem"), f"https://127.0.0.1:{server.http_port}/api/ping")
+        assert json.loads(ping.stdout) == {"msg": "pong"}
+        kept.close()
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+
+
 def test_half_a_tls_configuration_is_refused_at_start(tmp_path, certificates):
     from conftest import DTMD, Dtmd
     (tmp_path / "half").mkdir()
