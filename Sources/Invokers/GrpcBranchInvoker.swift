@@ -36,8 +36,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private let resolver: any TargetResolver
     private let transportAttempts: Int
     private let idleLimit: Duration
-    /// Why a resolved address may not be called (dtmd's branch-target rules); nil: it may.
-    private let refusal: @Sendable (HostPort) -> String?
+    /// Why an address (the URL's, or what its discovery target resolved to) may not be called
+    /// (dtmd's branch-target rules); nil: it may.
+    private let refusal: @Sendable (_ host: String, _ port: Int) async -> String?
     /// The addresses called over TLS (dtmd's `BranchTLS.Grpc`), and the CA their certificates
     /// are checked against (nil: the system's roots).
     private let usesTLS: @Sendable (HostPort) -> Bool
@@ -45,7 +46,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     public init(
         resolver: any TargetResolver = DirectTargetResolver(), transportAttempts: Int = 3, idleLimit: Duration = .seconds(300),
-        refusal: @escaping @Sendable (HostPort) -> String? = { _ in nil },
+        refusal: @escaping @Sendable (_ host: String, _ port: Int) async -> String? = { _, _ in nil },
         usesTLS: @escaping @Sendable (HostPort) -> Bool = { _ in false }, caFile: String? = nil,
         logger: Logger = Logger(label: "swiftdtm.branch.grpc")
     ) {
@@ -109,8 +110,9 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             } catch {
                 return BranchResult(.error, "\(error)")
             }
-            if let reason = refusal(address) {
-                return BranchResult(.error, "\(url.target) resolved to \(address), which \(reason)")
+            if let reason = await refusal(address.host, address.port) {
+                let target = address.description == url.target ? url.target : "\(url.target) resolved to \(address), which"
+                return BranchResult(.error, "\(target) \(reason)")
             }
             var entry: Entry?
             do {

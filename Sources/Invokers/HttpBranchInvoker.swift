@@ -13,11 +13,16 @@ public import ServiceLifecycle
 /// Connections are pooled by async-http-client. Run it as a service: graceful shutdown closes them.
 public final class HttpBranchInvoker: BranchInvoker, Service {
     private let client: HTTPClient
+    /// Why a URL's host and port may not be called (dtmd's branch-target rules); nil: it may.
+    private let refusal: @Sendable (_ host: String, _ port: Int) async -> String?
 
     /// An invoker whose `https://` calls verify the server's certificate against the system's
     /// roots and, when given, the CA certificates in `additionalCAFile` (PEM; dtmd's
-    /// `BranchTLS.CAFile`).
-    public init(additionalCAFile: String? = nil) {
+    /// `BranchTLS.CAFile`), and which asks `refusal` before every branch call.
+    public init(
+        additionalCAFile: String? = nil, refusal: @escaping @Sendable (_ host: String, _ port: Int) async -> String? = { _, _ in nil }
+    ) {
+        self.refusal = refusal
         var configuration = HTTPClient.Configuration()
         if let additionalCAFile {
             var tls = TLSConfiguration.makeClientConfiguration()
@@ -33,6 +38,10 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
+        if let components = URLComponents(string: call.url), let host = components.host, !host.isEmpty,
+           let reason = await refusal(host, components.port ?? (components.scheme == "https" ? 443 : 80)) {
+            return BranchResult(.error, "\(call.url) \(reason)")
+        }
         if call.jsonRPC { return await invokeJSONRPC(call) }
         guard let url = call.dtmMetadata.httpBranchURL(call.url) else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
         let posts = !call.payload.isEmpty || call.postsEmptyPayload

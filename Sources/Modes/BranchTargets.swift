@@ -1,4 +1,4 @@
-public import DTMWire
+import DTMWire
 public import Projections
 import Foundation
 #if canImport(Glibc)
@@ -7,16 +7,17 @@ import Glibc
 
 /// Where dtmd may send a call (a branch, QueryPrepared, a workflow callback, a topic
 /// subscriber), checked when a request brings the URL, before anything is stored
-/// (InvalidArgument / 400 naming the field), and again at call time for discovery targets once
-/// resolved (`etcd://`, `discov://`, `k8s://`).
+/// (InvalidArgument / 400 naming the field), and again at every call with the host:port it is
+/// about to reach: a discovery target once resolved (`etcd://`, `discov://`, `k8s://`), a DNS
+/// name with the addresses it resolves to when the rules need them (`needsAddresses`).
 ///
 /// - Always: never dtmd itself. A URL naming one of dtmd's ports on a loopback or local address,
 ///   `localhost` or the machine's name would let any client make dtmd run its own API
 ///   (forceStop or Abort another client's transaction).
 /// - `BranchTargets.Deny` (CIDRs and host patterns such as `*.internal`) refuses what matches;
-///   `BranchTargets.Allow`, when not empty, refuses what matches none of its entries. A name is
-///   matched by its patterns; CIDRs match addresses (an IP written in the URL, or the address a
-///   discovery target resolves to).
+///   `BranchTargets.Allow`, when not empty, refuses what matches none of its entries. Patterns
+///   match names; CIDRs match addresses: an IP written in the URL, the address a discovery target
+///   resolves to, or (at call time) the addresses a DNS name resolves to.
 public struct BranchTargets: Sendable {
     /// dtmd's listening ports (gRPC and HTTP).
     public let ports: Set<Int>
@@ -41,15 +42,67 @@ public struct BranchTargets: Sendable {
         (self.ports, self.localHosts, self.allow, self.deny) = (ports, localHosts, allowRules, denyRules)
     }
 
-    /// Why a call to `host:port` is refused; nil when it may be made.
+    /// Why a call to `host:port` is refused, judged on what is known without resolving a name:
+    /// the name itself, or the address written. A name that only its addresses can decide (a
+    /// CIDR list, one of dtmd's ports) passes here; `needsAddresses` says so, and
+    /// `refusal(host:port:addresses:)` decides once it is resolved, at call time.
     public func refusal(host: String, port: Int) -> String? {
-        let name = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        if ports.contains(port) && (localHosts.contains(name) || Self.isLoopbackOrUnspecified(name)) {
-            return "points at dtmd itself (its own port \(port) on this machine): dtmd does not call itself"
+        verdict(Self.normalized(host), port: port, addresses: nil)
+    }
+
+    /// Whether `host` is a name whose addresses decide (checked at call time, once resolved): a
+    /// name on one of dtmd's ports (it could be dtmd under another name), or with a CIDR in Deny,
+    /// or with an Allow list whose patterns do not name it.
+    public func needsAddresses(host: String, port: Int) -> Bool {
+        let name = Self.normalized(host)
+        guard TargetRule.addressBytes(name) == nil else { return false }
+        return ports.contains(port) || deny.contains(where: \.isNetwork) || (!allow.isEmpty && !allow.contains { $0.matches(name) })
+    }
+
+    /// Why a call to the name `host` on `port`, which resolves to `addresses`, is refused: dtmd
+    /// itself when any address is this machine's on one of dtmd's ports; Deny when the name or
+    /// any address matches it; Allow when the name matches no entry and some address matches none.
+    public func refusal(host: String, port: Int, addresses: [String]) -> String? {
+        verdict(Self.normalized(host), port: port, addresses: addresses.map(Self.normalized))
+    }
+
+    /// The rules, for `name` with the `addresses` it resolves to (nil: not resolved).
+    private func verdict(_ name: String, port: Int, addresses: [String]?) -> String? {
+        let isAddress = TargetRule.addressBytes(name) != nil
+        let resolved = isAddress ? [] : (addresses ?? [])
+        if ports.contains(port) {
+            if isLocal(name) { return "points at dtmd itself (its own port \(port) on this machine): dtmd does not call itself" }
+            if let local = resolved.first(where: isLocal) {
+                return "resolves to \(local), dtmd itself (its own port \(port) on this machine): dtmd does not call itself"
+            }
         }
         if let rule = deny.first(where: { $0.matches(name) }) { return "is refused by BranchTargets.Deny (\(rule.text))" }
-        if !allow.isEmpty && !allow.contains(where: { $0.matches(name) }) { return "matches no entry of BranchTargets.Allow" }
+        for address in resolved {
+            if let rule = deny.first(where: { $0.matches(address) }) {
+                return "resolves to \(address), which BranchTargets.Deny refuses (\(rule.text))"
+            }
+        }
+        guard !allow.isEmpty, !allow.contains(where: { $0.matches(name) }) else { return nil }
+        if isAddress { return "matches no entry of BranchTargets.Allow" }
+        guard addresses != nil else {
+            // Not resolved yet: only a CIDR of Allow could still take it, at call time.
+            return allow.contains(where: \.isNetwork) ? nil : "matches no entry of BranchTargets.Allow"
+        }
+        guard !resolved.isEmpty else { return "resolves to no address, so it matches no entry of BranchTargets.Allow" }
+        if let outside = resolved.first(where: { address in !allow.contains { $0.matches(address) } }) {
+            return "resolves to \(outside), which matches no entry of BranchTargets.Allow"
+        }
         return nil
+    }
+
+    /// This machine: a loopback or unspecified address, or one of its names and addresses.
+    private func isLocal(_ host: String) -> Bool {
+        localHosts.contains(host) || Self.isLoopbackOrUnspecified(host)
+    }
+
+    /// Lower case, without IPv6 brackets.
+    private static func normalized(_ host: String) -> String {
+        host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
     }
 
     /// Throws InvalidArgument naming `field` when the rules refuse `url`.
@@ -118,6 +171,12 @@ struct TargetRule: Sendable {
         } else {
             throw RequestError.invalidArgument("\(list) entry '\(text)' is not a CIDR, a host or a pattern *.domain")
         }
+    }
+
+    /// Whether this is a CIDR (it matches addresses, not names).
+    var isNetwork: Bool {
+        if case .network = kind { return true }
+        return false
     }
 
     /// Whether `host` (lower-cased: a name or an IP address) matches.

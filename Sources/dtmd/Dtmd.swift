@@ -111,11 +111,12 @@ struct Dtmd: AsyncParsableCommand {
             throw ValidationError("invalid configuration: \(RequestError(error))")
         }
         let branchCA = settings.branchTLSCAFile.isEmpty ? nil : settings.branchTLSCAFile
-        // Discovery targets are checked once resolved, at call time.
+        // Every call is checked again with what it is about to reach: discovery targets once
+        // resolved, DNS names resolved when the rules need their addresses.
+        let callCheck = CallTargetCheck(targets: branchTargets)
         let grpcInvoker = GrpcBranchInvoker(
-            resolver: resolver, refusal: { branchTargets.refusal(host: $0.host, port: $0.port) },
-            usesTLS: { grpcOverTLS.matches($0.host) }, caFile: branchCA)
-        let httpInvoker = HttpBranchInvoker(additionalCAFile: branchCA)
+            resolver: resolver, refusal: callCheck.refusal, usesTLS: { grpcOverTLS.matches($0.host) }, caFile: branchCA)
+        let httpInvoker = HttpBranchInvoker(additionalCAFile: branchCA, refusal: callCheck.refusal)
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
             retryLimit: settings.alertRetryLimit)

@@ -1,4 +1,6 @@
 import DTMWire
+import Coordinator
+import Invokers
 import Modes
 import Projections
 import Testing
@@ -74,5 +76,68 @@ import Testing
         #expect(throws: RequestError.self) { try BranchTargets(ports: [], localHosts: [], allow: ["10.0.0.0/33"]) }
         #expect(throws: RequestError.self) { try BranchTargets(ports: [], localHosts: [], deny: ["*"]) }
         #expect(throws: RequestError.self) { try BranchTargets(ports: [], localHosts: [], deny: ["a*b"]) }
+    }
+}
+
+/// Names judged by the addresses they resolve to, at call time.
+@Suite struct CallTargetCheckTests {
+    /// A resolver with a fixed table; other names do not resolve.
+    struct Table: NameResolver {
+        let names: [String: [String]]
+        func addresses(of host: String) async throws -> [String] {
+            guard let addresses = names[host] else { throw NameResolutionError(description: "'\(host)' does not resolve") }
+            return addresses
+        }
+    }
+
+    let table = Table(names: [
+        "dtm.alias.example": ["127.0.0.1"], "lan.alias.example": ["10.1.2.3"], "busi.internal": ["10.20.0.5", "10.20.0.6"],
+        "split.internal": ["10.20.0.7", "192.168.9.9"], "meta.internal": ["169.254.169.254"], "public.example": ["93.184.216.34"],
+        "six.internal": ["fd00::5"],
+    ])
+
+    @Test func aNameThatResolvesToDtmdOnItsPortIsRefusedAtCallTime() async throws {
+        let targets = try BranchTargets(ports: [36789, 36790], localHosts: ["10.1.2.3"])
+        // At submit the name cannot be judged: it passes, and is resolved when called.
+        try targets.check("http://dtm.alias.example:36789/api/dtmsvr/forceStop", field: "f")
+        #expect(targets.needsAddresses(host: "dtm.alias.example", port: 36789))
+        let check = CallTargetCheck(targets: targets, names: table)
+        #expect(await check.refusal(host: "dtm.alias.example", port: 36789)
+            == "resolves to 127.0.0.1, dtmd itself (its own port 36789 on this machine): dtmd does not call itself")
+        #expect(await check.refusal(host: "lan.alias.example", port: 36790)
+            == "resolves to 10.1.2.3, dtmd itself (its own port 36790 on this machine): dtmd does not call itself")
+        // Other ports, and names elsewhere, are not resolved at all.
+        #expect(!targets.needsAddresses(host: "dtm.alias.example", port: 8080))
+        #expect(await check.refusal(host: "unknown.example", port: 8080) == nil)
+        #expect(await check.refusal(host: "public.example", port: 36789) == nil)
+    }
+
+    @Test func cidrListsJudgeTheAddressesOfNames() async throws {
+        let targets = try BranchTargets(ports: [36789], localHosts: [], allow: ["10.0.0.0/8", "fd00::/8", "*.trusted.example"],
+                                        deny: ["10.20.0.6/32"])
+        // At submit: a name Allow's patterns do not name waits for its addresses, as CIDRs could allow it.
+        try targets.check("http://busi.internal:8080/api/TransIn", field: "f")
+        let check = CallTargetCheck(targets: targets, names: table)
+        #expect(await check.refusal(host: "six.internal", port: 8080) == nil)
+        #expect(await check.refusal(host: "lan.alias.example", port: 8080) == nil)
+        #expect(await check.refusal(host: "busi.internal", port: 8080) == "resolves to 10.20.0.6, which BranchTargets.Deny refuses (10.20.0.6/32)")
+        #expect(await check.refusal(host: "split.internal", port: 8080) == "resolves to 192.168.9.9, which matches no entry of BranchTargets.Allow")
+        #expect(await check.refusal(host: "meta.internal", port: 80) == "resolves to 169.254.169.254, which matches no entry of BranchTargets.Allow")
+        #expect(await check.refusal(host: "nowhere.internal", port: 80) == "cannot be checked against BranchTargets: 'nowhere.internal' does not resolve")
+        // A name an Allow pattern names is taken as it is, unless Deny's CIDRs refuse its addresses.
+        #expect(await check.refusal(host: "x.trusted.example", port: 80) == "cannot be checked against BranchTargets: 'x.trusted.example' does not resolve")
+        let namesOnly = try BranchTargets(ports: [], localHosts: [], allow: ["*.trusted.example"])
+        #expect(!namesOnly.needsAddresses(host: "x.trusted.example", port: 80))
+        #expect(await CallTargetCheck(targets: namesOnly, names: table).refusal(host: "x.trusted.example", port: 80) == nil)
+        // Without a CIDR in Allow, a name it does not name is refused at submit, unresolved.
+        #expect(throws: RequestError.invalidArgument("f 'http://busi.internal:8080/x' matches no entry of BranchTargets.Allow")) {
+            try namesOnly.check("http://busi.internal:8080/x", field: "f")
+        }
+    }
+
+    @Test func theSystemResolverAnswersForLocalhost() async throws {
+        let addresses = try await SystemNameResolver().addresses(of: "localhost")
+        #expect(!addresses.isEmpty && addresses.allSatisfy { $0 == "127.0.0.1" || $0 == "::1" })
+        #expect(try await SystemNameResolver().addresses(of: "10.1.2.3") == ["10.1.2.3"])
     }
 }

@@ -51,7 +51,7 @@ import Testing
             func reportFailure(_ address: HostPort, of target: String) async {}
         }
         let targets = try BranchTargets(ports: [36790], localHosts: [])
-        let invoker = GrpcBranchInvoker(resolver: Fixed(), refusal: { targets.refusal(host: $0.host, port: $0.port) })
+        let invoker = GrpcBranchInvoker(resolver: Fixed(), refusal: { targets.refusal(host: $0, port: $1) })
         let result = await invoker.invoke(call("etcd://127.0.0.1:2379/dtmservice/dtmgimp.Dtm/Abort"))
         #expect(result.outcome == .error)
         #expect(result.message.contains("resolved to 127.0.0.1:36790, which points at dtmd itself"))

@@ -335,6 +335,33 @@ def test_branch_targets_allow_and_deny(tmp_path, pb, busi):
     assert refused.returncode != 0 and "BranchTargets.Deny entry '10.0.0.0/99'" in refused.stdout + refused.stderr
 
 
+def test_dns_names_are_judged_by_their_addresses_at_call_time(tmp_path, pb, busi, http_busi):
+    """A CIDR allow list takes a name that resolves inside it (localhost → 127.0.0.1 / ::1), and
+    refuses at call time one that resolves outside, without calling it."""
+    from conftest import Dtmd, wait_for
+    branches = ((f"localhost:{busi.port}/busi.Busi/TransIn", busi),
+                (http_busi.url("TransIn").replace("127.0.0.1", "localhost"), http_busi))
+    for name, allow, allowed in (("inside", ["127.0.0.0/8", "::1/128"], True), ("outside", ["10.0.0.0/8"], False)):
+        (tmp_path / name).mkdir()
+        server = Dtmd(tmp_path / name, BranchTargets={"Allow": allow}).start()
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+            dtm = pb[1].DtmStub(channel)
+            for url, branch in branches:
+                gid = new_gid(dtm)
+                dtm.Submit(request(pb, gid, "msg", [{"action": url}], [b'{"amount":1}']))  # a name: accepted at submit
+                if allowed:
+                    server.wait_status(gid, "succeed")
+                    assert branch.calls_for(gid)
+                    continue
+                page = f"http://127.0.0.1:{server.http_port}/admin/transactions/{gid}"
+                wait_for(lambda: "which matches no entry of BranchTargets.Allow" in http("GET", page)[2], what=f"the refused attempt of {url}")
+                assert server.status(gid) == "submitted" and not branch.calls_for(gid)
+            channel.close()
+        finally:
+            server.stop()
+
+
 def https_branch_server(certificates):
     """An HTTPS branch server with the test CA's server certificate: every call succeeds."""
     import ssl
