@@ -387,7 +387,7 @@ let package = Package(
         .executableTarget(
             name: "BarrierTransfer",
             dependencies: [
-                "DTMClient", "DTMClientHummingbird", "DTMBarrier", "DTMBarrierSQLite", "DTMWire",
+                "DTMClient", "DTMClientHummingbird", "DTMBarrier", "DTMBarrierSQLite", "DTMDiscovery", "DTMWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@
 //
 //   barrier-transfer --dtm localhost:36790 --listen 127.0.0.1:8091 --database ./bank.sqlite
 //   barrier-transfer --dtm http://localhost:36789/api/dtmsvr --listen 127.0.0.1:8091   (HTTP)
+//   barrier-transfer --dtm etcd://localhost:2379/dtmservice --etcd-ca ca.pem --etcd-cert c.pem --etcd-key c.key
 //
 // It serves the bank's branches itself (JSON payloads; gRPC `bank.Bank`, or HTTP `/bank/…` with
 // Hummingbird when --dtm is dtm's HTTP API), runs three transfers against that dtm, prints the
@@ -14,6 +15,7 @@ import DTMBarrier
 import DTMBarrierSQLite
 import DTMClient
 import DTMClientHummingbird
+import DTMDiscovery
 import DTMWire
 import Foundation
 import GRPCCore
@@ -31,6 +33,9 @@ struct BarrierTransfer: AsyncParsableCommand {
     @Option(help: "The bank's SQLite database.") var database = "barrier-transfer.sqlite"
     @Option(help: "A token of dtmd's Auth.Tokens, when it requires one.") var token: String?
     @Option(help: "The CA (PEM) that signed dtmd's certificate, when dtmd speaks TLS.") var tlsCa: String?
+    @Option(help: "For an etcd:// --dtm over TLS: the CA (PEM) that signed etcd's certificate.") var etcdCa: String?
+    @Option(help: "For an etcd that wants client certificates: this client's certificate and key (PEM).") var etcdCert: String?
+    @Option(help: "The key of --etcd-cert.") var etcdKey: String?
 
     func run() async throws {
         let parts = listen.split(separator: ":")
@@ -38,7 +43,8 @@ struct BarrierTransfer: AsyncParsableCommand {
         let host = String(parts[0])
         try await SQLiteBarrierDatabase.withDatabase(storage: .file(path: database)) { database in
             let bank = try await Bank(database: database)
-            try await withDtmClient(target: dtm, token: token, tls: tlsCa.map { DtmClientTLS(caFile: $0) }) { client in
+            let etcd = try EtcdAccess(caFile: etcdCa, certificateFile: etcdCert, keyFile: etcdKey)
+            try await withDtmClient(target: dtm, token: token, tls: tlsCa.map { DtmClientTLS(caFile: $0) }, etcd: etcd) { client in
                 if dtm.hasPrefix("http://") || dtm.hasPrefix("https://") {
                     let app = Application(router: bank.router(), configuration: .init(address: .hostname(host, port: port)))
                     let services = ServiceGroup(services: [app], logger: Logger(label: "barrier-transfer"))

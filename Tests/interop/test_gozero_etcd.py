@@ -235,6 +235,15 @@ def test_etcd_over_tls_with_a_client_certificate(tmp_path, certificates, pb):
                     assert list(keys.values()) == [f"127.0.0.1:{server.grpc_port}"]
                     server.wait_status(gid, "succeed")
                     assert branch.calls_for(gid)
+                    # The Swift SDK finds dtmd through the same etcd, with its own client certificate.
+                    target = f"etcd://127.0.0.1:{etcd.port}/dtmservice-{name}"
+                    example = [str(DTMD.parent / "barrier-transfer"), "--dtm", target, "--listen", f"127.0.0.1:{free_port()}",
+                               "--database", str(tmp_path / f"bank-{name}.sqlite")]
+                    sdk = subprocess.run(example + ["--etcd-ca", tls["CACertFile"], "--etcd-cert", tls["CertFile"],
+                                                    "--etcd-key", tls["CertKeyFile"]], capture_output=True, text=True, timeout=120)
+                    assert sdk.returncode == 0 and "barrier transfer OK" in sdk.stdout, sdk.stdout + sdk.stderr
+                    plain = subprocess.run(example, capture_output=True, text=True, timeout=60)
+                    assert plain.returncode != 0, "without TLS settings the SDK cannot read this etcd"
                 else:
                     wait_for(lambda: "etcd registration failed" in server.log_text(), what="the refused registration in the log")
                     assert etcd.prefix(f"dtmservice-{name}/") == {}
