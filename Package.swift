@@ -438,7 +438,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LMDBStoreTests",
-            dependencies: ["TransactionFixtures", "LMDBStore", "MemoryStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity", "DTMWire"],
+            dependencies: [
+                "TransactionFixtures", "LMDBStore", "MemoryStore", "PostgresStore", "TransactionStore", "Projections", "EventLog", "ByteIdentity",
+                "DTMWire",
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

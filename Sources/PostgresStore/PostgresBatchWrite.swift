@@ -61,7 +61,11 @@ extension PostgresTransactionStore {
             let cause = Self.cause(of: error)
             guard batch.count > 1 else {
                 forget(batch[0].gid)
-                batch[0].outcome.complete(.failure(Self.writeFailure(cause, item: batch[0])))
+                var failure = Self.writeFailure(cause, item: batch[0])
+                if let conflict = failure as? StoreConflict, conflict.actualVersion == nil {
+                    failure = await withActualVersions([conflict])[0]
+                }
+                batch[0].outcome.complete(.failure(failure))
                 return
             }
             logger.debug("a batch of \(batch.count) writes failed; writing them one by one", metadata: ["error": "\(Self.describe(cause))"])
@@ -89,6 +93,7 @@ extension PostgresTransactionStore {
         let appended = prepared.filter { written[$0.append.gid.exact] != nil }.reduce(0) { $0 + $1.append.events.count }
         StoreMetrics.groupCommitted(store: "postgres", events: appended, duration: ContinuousClock.now - started)
         if let batchHash { chain.last = (last.n + 1, batchHash) }
+        var lost = [PreparedAppend]()
         for append in prepared {
             if let claimedToo = written[append.append.gid.exact] {
                 remember(append.append.gid, state: append.state, lastHash: append.rows.lastHash)
@@ -96,8 +101,14 @@ extension PostgresTransactionStore {
             } else {
                 // Another node appended first: what it left is re-read by the caller.
                 forget(append.append.gid)
-                append.append.item.outcome.complete(.failure(StoreConflict(gid: append.append.gid, expectedVersion: append.append.expectedVersion, actualVersion: nil)))
+                lost.append(append)
             }
+        }
+        if !lost.isEmpty {
+            let conflicts = await withActualVersions(lost.map {
+                StoreConflict(gid: $0.append.gid, expectedVersion: $0.append.expectedVersion, actualVersion: nil)
+            })
+            for (append, conflict) in zip(lost, conflicts) { append.append.item.outcome.complete(.failure(conflict)) }
         }
         for (item, _) in claims { item.outcome.complete(.success(claimed.contains(item.gid.exact))) }
     }
@@ -228,6 +239,23 @@ extension PostgresTransactionStore {
             }
         }
         return (written, claimed, batchHash)
+    }
+
+    /// `conflicts` (lost to another writer, so their stored versions are not known here) with
+    /// the versions stored now, read in one query; left unknown when that read fails.
+    private func withActualVersions(_ conflicts: [StoreConflict]) async -> [StoreConflict] {
+        var versions = [ExactString: UInt64]()
+        do {
+            let gids = conflicts.map { ByteBuffer(bytes: Array($0.gid.utf8)) }
+            let rows = try await client.query(
+                "SELECT gid, version FROM \(unescaped: prefix)transactions WHERE gid = ANY(\(gids)::bytea[])", logger: logger)
+            for try await (gid, version) in rows.decode((Data, Int64).self) {
+                versions[String(decoding: gid, as: UTF8.self).exact] = UInt64(exactly: version)
+            }
+        } catch {
+            logger.debug("could not read the versions that won a conflict: \(Self.describe(error))")
+        }
+        return conflicts.map { StoreConflict(gid: $0.gid, expectedVersion: $0.expectedVersion, actualVersion: versions[$0.gid.exact]) }
     }
 
     /// What a failed write reports: a conflict as such, a duplicate new stream as a conflict.

@@ -292,10 +292,13 @@ public final class PostgresTransactionStore: TransactionStore {
             }
             let status = Int16(clamping: filter.status?.rawValue ?? -1)
             let transType = filter.transType ?? ""
+            // The gid prefix in SQL too, byte for byte: filtered after the LIMIT, pages would come back short.
+            let gidPrefix = Data(filter.gidPrefix ?? [])
             let rows = try await client.query("""
                 SELECT state, create_time_us, gid FROM \(unescaped: prefix)transactions
                 WHERE (NOT \(bounded) OR (create_time_us, gid) < (\(after.time), \(after.gid)))
                   AND (\(status) < 0 OR status = \(status)) AND (\(transType) = '' OR trans_type = \(transType))
+                  AND substring(gid FROM 1 FOR \(Int32(clamping: gidPrefix.count))) = \(gidPrefix)
                   AND create_time_us >= \(filter.createdFrom ?? .min) AND create_time_us <= \(filter.createdThrough ?? .max)
                 ORDER BY create_time_us DESC, gid DESC LIMIT \(limit + 1)
                 """, logger: logger)
@@ -512,12 +515,14 @@ public final class PostgresTransactionStore: TransactionStore {
                 UPDATE \(unescaped: prefix)transactions SET claim_owner = \(configuration.node), claim_until_us = \(until)
                 WHERE gid IN (SELECT gid FROM \(unescaped: prefix)transactions
                               WHERE next_due_us > 0 AND next_due_us <= \(time) AND claim_until_us < \(now)
-                              ORDER BY next_due_us LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                              ORDER BY next_due_us, gid LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 RETURNING gid, next_due_us
                 """, logger: logger)
-            var claimed = [(gid: String, due: Int64)]()
-            for try await (gid, due) in rows.decode((Data, Int64).self) { claimed.append((String(decoding: gid, as: UTF8.self), due)) }
-            return claimed.sorted { $0.due < $1.due }.map(\.gid)
+            var claimed = [(gid: Data, due: Int64)]()
+            for try await (gid, due) in rows.decode((Data, Int64).self) { claimed.append((gid, due)) }
+            // Earliest first, ties by gid bytes, as the LMDB due index orders them.
+            return claimed.sorted { $0.due != $1.due ? $0.due < $1.due : $0.gid.lexicographicallyPrecedes($1.gid) }
+                .map { String(decoding: $0.gid, as: UTF8.self) }
         }
     }
 

@@ -2,6 +2,7 @@ import DTMWire
 import Foundation
 @testable import LMDBStore
 import MemoryStore
+import PostgresStore
 import Projections
 import TransactionFixtures
 import Testing
@@ -9,7 +10,13 @@ import TransactionStore
 
 /// The stores this project has, each under the same tests.
 enum StoreKind: String, CaseIterable, Sendable {
-    case lmdb, memory
+    case lmdb, memory, postgres
+
+    /// The private PostgreSQL cluster the test command starts (`SWIFTDTM_TEST_POSTGRES=host:port`).
+    static let postgresAddress = ProcessInfo.processInfo.environment["SWIFTDTM_TEST_POSTGRES"]
+
+    /// Every store this run can reach: PostgreSQL too under the test command.
+    static var available: [StoreKind] { postgresAddress == nil ? [.lmdb, .memory] : allCases }
 
     /// A new, empty store of this kind, closed after `body`.
     func with(_ body: (any TransactionStore) async throws -> Void) async throws {
@@ -22,6 +29,22 @@ enum StoreKind: String, CaseIterable, Sendable {
             let store = try await openStore(path)
             try await body(store)
             try await store.close()
+        case .postgres:
+            let address = try #require(Self.postgresAddress)
+            var configuration = PostgresStoreConfiguration()
+            let parts = address.split(separator: ":")
+            configuration.host = parts.dropLast().joined(separator: ":")
+            configuration.port = try #require(parts.last.flatMap { Int($0) })
+            configuration.database = "postgres"
+            configuration.sslMode = .disable
+            configuration.schema = "store_test_\(UInt32.random(in: 0...UInt32.max))"  // a fresh store per test
+            let store = try PostgresTransactionStore(configuration)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await store.run() }
+                defer { group.cancelAll() }
+                try await store.prepareSchema()
+                try await body(store)
+            }
         }
     }
 }
@@ -31,7 +54,7 @@ enum StoreKind: String, CaseIterable, Sendable {
     let created = sagaCreated(status: .submitted, due: 1_000)
     let scheduled = TransactionEvent.retryScheduled(.with { $0.dueUs = 2_000; $0.retryInterval = 10 })
 
-    @Test(arguments: StoreKind.allCases) func appendsCompareTheVersionIncludingQueuedOnes(kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func appendsCompareTheVersionIncludingQueuedOnes(kind: StoreKind) async throws {
         try await kind.with { store in
         // Two appends queued back to back: the second expects the version the first leads to.
         let first = try await store.append([created], to: "g", expectedVersion: nil)
@@ -39,21 +62,22 @@ enum StoreKind: String, CaseIterable, Sendable {
         try await first.durable()
         try await second.durable()
         #expect(try await store.transaction("g")?.version == 3)
+        // The conflict comes from `append`, or from `durable()` on a shared store.
         await #expect(throws: StoreConflict(gid: "g", expectedVersion: 1, actualVersion: 3)) {
-            _ = try await store.append([scheduled], to: "g", expectedVersion: 1)
+            try await store.append([scheduled], to: "g", expectedVersion: 1).durable()
         }
         await #expect(throws: StoreConflict(gid: "g", expectedVersion: nil, actualVersion: 3)) {
-            _ = try await store.append([created], to: "g", expectedVersion: nil)
+            try await store.append([created], to: "g", expectedVersion: nil).durable()
         }
         // A canonically equivalent gid is another transaction.
         try await store.append([created], to: "cafe\u{301}", expectedVersion: nil).durable()
-        await #expect(throws: StoreConflict.self) { _ = try await store.append([created], to: "cafe\u{301}", expectedVersion: nil) }
+        await #expect(throws: StoreConflict.self) { try await store.append([created], to: "cafe\u{301}", expectedVersion: nil).durable() }
         try await store.append([created], to: "caf\u{E9}", expectedVersion: nil).durable()
         #expect(try await store.history(of: "g").map(\.event) == [created, scheduled, scheduled])
         }
     }
 
-    @Test(arguments: StoreKind.allCases) func kvRecordsFoldTheirStreamsAndCompareTheStreamVersion(kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func kvRecordsFoldTheirStreamsAndCompareTheStreamVersion(kind: StoreKind) async throws {
         try await kind.with { store in
             func change(_ key: String, _ value: String, deleted: Bool = false) -> TransactionEvent {
                 .kvChanged(.with { $0.cat = "topics"; $0.key = key; $0.value = value; $0.deleted = deleted })
@@ -62,7 +86,7 @@ enum StoreKind: String, CaseIterable, Sendable {
             try await store.append([change("b", "2")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 1).durable()
             try await store.append([change("a", "x")], to: KVStream.id(cat: "topics", key: "a"), expectedVersion: nil).durable()
             await #expect(throws: StoreConflict.self) {
-                _ = try await store.append([change("b", "3")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 1)
+                try await store.append([change("b", "3")], to: KVStream.id(cat: "topics", key: "b"), expectedVersion: 1).durable()
             }
             let b = try #require(try await store.kvRecord(cat: "topics", key: "b"))
             #expect(b.value == "2" && b.version == 2 && b.streamVersion == 2 && b.id == 1)
@@ -80,7 +104,7 @@ enum StoreKind: String, CaseIterable, Sendable {
         }
     }
 
-    @Test(arguments: StoreKind.allCases) func dueWorkIsClaimedOnceUntilReleased(kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func dueWorkIsClaimedOnceUntilReleased(kind: StoreKind) async throws {
         try await kind.with { store in
         for gid in ["a", "b", "c"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }
         #expect(try await store.claimDue(atOrBefore: 5_000, limit: 2, lease: .seconds(60)) == ["a", "b"])
@@ -97,7 +121,7 @@ enum StoreKind: String, CaseIterable, Sendable {
         }
     }
 
-    @Test(arguments: StoreKind.allCases) func listingsPageByOpaqueTokens(kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func listingsPageByOpaqueTokens(kind: StoreKind) async throws {
         try await kind.with { store in
         for index in 0..<5 { try await store.append([created], to: "g\(index)", expectedVersion: nil).durable() }
         let first = try await store.transactions(matching: TransactionFilter(transType: "saga"), page: nil, limit: 3)
@@ -113,7 +137,25 @@ enum StoreKind: String, CaseIterable, Sendable {
         }
     }
 
-    @Test(arguments: StoreKind.allCases) func followReplaysThenWaitsForNewEvents(kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func aGidPrefixFillsItsPagesAndComparesBytes(kind: StoreKind) async throws {
+        try await kind.with { store in
+        // Interleaved with other gids, so a prefix applied after the page query would leave pages short.
+        for index in 0..<5 {
+            for gid in ["a\(index)", "b\(index)"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }
+        }
+        for gid in ["caf\u{E9}-nfc", "cafe\u{301}-nfd"] { try await store.append([created], to: gid, expectedVersion: nil).durable() }
+        let first = try await store.transactions(matching: TransactionFilter(gidPrefix: Array("a".utf8)), page: nil, limit: 3)
+        #expect(first.transactions.count == 3)
+        let second = try await store.transactions(matching: TransactionFilter(gidPrefix: Array("a".utf8)), page: try #require(first.next), limit: 3)
+        #expect(second.transactions.count == 2 && second.next == nil)
+        #expect(Set((first.transactions + second.transactions).map(\.gid)) == Set((0..<5).map { "a\($0)" }))
+        // "café" written two ways is equal as a Swift String, not as bytes: only the NFC gid matches.
+        let nfc = try await store.transactions(matching: TransactionFilter(gidPrefix: Array("caf\u{E9}".utf8)), page: nil, limit: 10)
+        #expect(nfc.transactions.map { Array($0.gid.utf8) } == [Array("caf\u{E9}-nfc".utf8)])
+        }
+    }
+
+    @Test(arguments: StoreKind.available) func followReplaysThenWaitsForNewEvents(kind: StoreKind) async throws {
         try await kind.with { store in
             try await store.append([created], to: "a", expectedVersion: nil).durable()
             var events = store.follow(after: 0).makeAsyncIterator()
