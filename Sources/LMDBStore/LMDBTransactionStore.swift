@@ -167,14 +167,7 @@ public final class LMDBTransactionStore: TransactionStore {
     }
 
     public func countsByStatus(upTo limit: Int) async throws -> [TransactionStatus: Int] {
-        try storage {
-            var counts: [TransactionStatus: Int] = [:]
-            for status in TransactionStatus.allCases where status != .unspecified {
-                let count = try view.gids(withStatus: status, limit: limit).count
-                if count > 0 { counts[status] = count }
-            }
-            return counts
-        }
+        try storage { try view.countsByStatus(upTo: limit) }
     }
 
     public func lastSeq() async throws -> UInt64 {

@@ -237,6 +237,25 @@ public final class TransactionView: LogProjector {
         }
     }
 
+    /// How many transactions have each status (those with none left out), each counted up to
+    /// `limit`, in one read transaction; only the status index's keys are walked, no gid decoded.
+    public func countsByStatus(upTo limit: Int) throws -> [TransactionStatus: Int] {
+        try environment.withReadTransaction { txn in
+            var counts = [TransactionStatus: Int]()
+            for status in TransactionStatus.allCases where status != .unspecified {
+                let prefix = UInt8(clamping: status.rawValue)
+                var count = 0
+                try txn.scan(byStatus, from: [prefix]) { key, _ in
+                    guard key.first == prefix, count < limit else { return false }
+                    count += 1
+                    return true
+                }
+                if count > 0 { counts[status] = count }
+            }
+            return counts
+        }
+    }
+
     /// Transactions newest first by create time, those `include` accepts; `before` is the `next`
     /// position a previous page returned (nil when there are no more).
     public func newestTransactions(

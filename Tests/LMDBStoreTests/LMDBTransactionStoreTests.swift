@@ -137,6 +137,15 @@ enum StoreKind: String, CaseIterable, Sendable {
         }
     }
 
+    @Test(arguments: StoreKind.available) func statusCountsStopAtTheirLimit(kind: StoreKind) async throws {
+        try await kind.with { store in
+        for index in 0..<3 { try await store.append([created], to: "s\(index)", expectedVersion: nil).durable() }
+        try await store.append([sagaCreated(status: .prepared)], to: "p", expectedVersion: nil).durable()
+        #expect(try await store.countsByStatus(upTo: 2) == [.submitted: 2, .prepared: 1])
+        #expect(try await store.countsByStatus(upTo: 10) == [.submitted: 3, .prepared: 1])
+        }
+    }
+
     @Test(arguments: StoreKind.available) func aGidPrefixFillsItsPagesAndComparesBytes(kind: StoreKind) async throws {
         try await kind.with { store in
         // Interleaved with other gids, so a prefix applied after the page query would leave pages short.
