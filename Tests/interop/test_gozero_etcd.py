@@ -2,6 +2,7 @@
 go-zero does, and resolves etcd:// branch targets registered by (Python, go-zero style) services."""
 import base64
 import json
+import os
 import shutil
 import signal
 import ssl
@@ -218,14 +219,22 @@ def test_etcd_over_tls_with_a_client_certificate(tmp_path, certificates, pb):
         etcd.register("trans-tls.rpc", branch.target)
         tls = {"CACertFile": str(certificates / "ca.pem"), "CertFile": str(certificates / "client.pem"),
                "CertKeyFile": str(certificates / "client.key")}
-        for name, settings in (("with-client-certificate", tls), ("ca-only", {"CACertFile": tls["CACertFile"]})):
+        unverified = {"CertFile": tls["CertFile"], "CertKeyFile": tls["CertKeyFile"]}
+        for name, settings, environment in (("with-client-certificate", tls, {}),
+                                            ("ca-only", {"CACertFile": tls["CACertFile"]}, {}),
+                                            ("unverified", unverified, {"ETCD_INSECURE_SKIP_VERIFY": "true"})):
             (tmp_path / name).mkdir()
             server = Dtmd(tmp_path / name, Etcd=settings)
             config = json.loads(server.config.read_text())
             config["MicroService"] = {"Driver": "dtm-driver-gozero", "Target": f"etcd://127.0.0.1:{etcd.port}/dtmservice-{name}",
                                       "EndPoint": f"127.0.0.1:{server.grpc_port}"}
             server.config.write_text(json.dumps(config))
-            server.start()
+            os.environ.update(environment)
+            try:
+                server.start()
+            finally:
+                for key in environment:
+                    del os.environ[key]
             try:
                 dtm = pb[1].DtmStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
                 gid = new_gid(dtm)
@@ -244,6 +253,10 @@ def test_etcd_over_tls_with_a_client_certificate(tmp_path, certificates, pb):
                     assert sdk.returncode == 0 and "barrier transfer OK" in sdk.stdout, sdk.stdout + sdk.stderr
                     plain = subprocess.run(example, capture_output=True, text=True, timeout=60)
                     assert plain.returncode != 0, "without TLS settings the SDK cannot read this etcd"
+                elif name == "unverified":
+                    # InsecureSkipVerify (here from the environment): TLS without the CA, etcd's certificate unchecked.
+                    wait_for(lambda: etcd.prefix(f"dtmservice-{name}/"), what="registration without verifying etcd")
+                    server.wait_status(gid, "succeed")
                 else:
                     wait_for(lambda: "etcd registration failed" in server.log_text(), what="the refused registration in the log")
                     assert etcd.prefix(f"dtmservice-{name}/") == {}
@@ -257,8 +270,10 @@ def test_etcd_over_tls_with_a_client_certificate(tmp_path, certificates, pb):
         etcd.stop()
 
 
-def test_half_an_etcd_client_certificate_is_refused_at_start(tmp_path, certificates):
-    server = Dtmd(tmp_path, Etcd={"CertFile": str(certificates / "client.pem")})
-    done = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    assert "Etcd.CertFile and Etcd.CertKeyFile go together" in done.stderr + done.stdout
+def test_half_an_etcd_client_certificate_and_a_bad_flag_are_refused_at_start(tmp_path, certificates):
+    for settings, message in (({"CertFile": str(certificates / "client.pem")}, "Etcd.CertFile and Etcd.CertKeyFile go together"),
+                              ({"InsecureSkipVerify": "maybe"}, "Etcd.InsecureSkipVerify must be true or false")):
+        server = Dtmd(tmp_path, Etcd=settings)
+        done = subprocess.run([str(DTMD), "-c", str(server.config)], capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0
+        assert message in done.stderr + done.stdout
