@@ -488,6 +488,7 @@ let package = Package(
                 "Coordinator", "Modes", "Invokers", "DTMWire", "Projections", "EventLog", "LMDBStore", "MemoryStore", "TransactionStore", "ByteIdentity", "GrpcGateway",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -6,9 +6,10 @@ public import Modes
 /// addresses can decide — a CIDR list, or one of dtmd's own ports (another name for dtmd). A
 /// name that does not resolve is refused, as its call could not be made anyway.
 ///
-/// The check resolves the name and the connection resolves it again: a DNS server that answers
-/// the two differently (rebinding) is not stopped. Patterns of names and IPs in URLs have no
-/// such gap.
+/// A resolved name's checked addresses go with the verdict, and the invokers dial those rather
+/// than looking the name up again, so a DNS server that answers the check and the connection
+/// differently (rebinding) gains nothing. (`https://` and gRPC-over-TLS calls still dial the
+/// name: the certificate is checked against it.)
 public struct CallTargetCheck: Sendable {
     let targets: BranchTargets
     let names: any NameResolver
@@ -18,13 +19,17 @@ public struct CallTargetCheck: Sendable {
         self.names = names
     }
 
-    /// Why a call to `host:port` is refused; nil when it may be made.
-    public func refusal(host: String, port: Int) async -> String? {
-        guard targets.needsAddresses(host: host, port: port) else { return targets.refusal(host: host, port: port) }
+    /// Whether a call to `host:port` may be made; for a name that had to be resolved, the
+    /// addresses that were checked, for the call to go to.
+    public func verdict(host: String, port: Int) async -> TargetVerdict {
+        guard targets.needsAddresses(host: host, port: port) else {
+            return targets.refusal(host: host, port: port).map { .refused($0) } ?? .allowed(addresses: [])
+        }
         do {
-            return targets.refusal(host: host, port: port, addresses: try await names.addresses(of: host))
+            let addresses = try await names.addresses(of: host)
+            return targets.refusal(host: host, port: port, addresses: addresses).map { .refused($0) } ?? .allowed(addresses: addresses)
         } catch {
-            return "cannot be checked against BranchTargets: \(error)"
+            return .refused("cannot be checked against BranchTargets: \(error)")
         }
     }
 }

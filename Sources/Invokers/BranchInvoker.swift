@@ -58,3 +58,16 @@ public struct BranchResult: Sendable, Equatable {
 public protocol BranchInvoker: Sendable {
     func invoke(_ call: BranchCall) async -> BranchResult
 }
+
+/// What dtmd's branch-target rules say of a call about to be made to a host and port.
+public enum TargetVerdict: Sendable, Equatable {
+    /// Make the call. `addresses`, when not empty, are what the rules checked a name's addresses
+    /// to be: the call goes to them rather than to a second lookup of the name, which could
+    /// answer otherwise.
+    case allowed(addresses: [String])
+    /// Do not: why.
+    case refused(String)
+}
+
+/// Asks the branch-target rules about a host and port (dtmd's `CallTargetCheck`).
+public typealias TargetCheck = @Sendable (_ host: String, _ port: Int) async -> TargetVerdict

@@ -24,6 +24,8 @@ import Synchronization
 public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// A cached client and when a call last used it.
     private struct Entry {
+        /// Its key in `clients`.
+        let key: String
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         var lastUsed: ContinuousClock.Instant
     }
@@ -32,13 +34,18 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     private let clients = Mutex<[String: Entry]>([:])
     private let started: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
     private let startedContinuation: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
+    /// Finished when shutdown begins.
+    private let stopping: AsyncStream<Never>
+    private let stoppingContinuation: AsyncStream<Never>.Continuation
+    /// How long shutdown waits for connections to close before cancelling them.
+    private let shutdownLimit: Duration
     private let logger: Logger
     private let resolver: any TargetResolver
     private let transportAttempts: Int
     private let idleLimit: Duration
-    /// Why an address (the URL's, or what its discovery target resolved to) may not be called
-    /// (dtmd's branch-target rules); nil: it may.
-    private let refusal: @Sendable (_ host: String, _ port: Int) async -> String?
+    /// Whether an address (the URL's, or what its discovery target resolved to) may be called
+    /// (dtmd's branch-target rules), and for a name, which checked addresses to dial.
+    private let check: TargetCheck
     /// The addresses called over TLS (dtmd's `BranchTLS.Grpc`), and the CA their certificates
     /// are checked against (nil: the system's roots).
     private let usesTLS: @Sendable (HostPort) -> Bool
@@ -46,12 +53,14 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     public init(
         resolver: any TargetResolver = DirectTargetResolver(), transportAttempts: Int = 3, idleLimit: Duration = .seconds(300),
-        refusal: @escaping @Sendable (_ host: String, _ port: Int) async -> String? = { _, _ in nil },
+        check: @escaping TargetCheck = { _, _ in .allowed(addresses: []) },
         usesTLS: @escaping @Sendable (HostPort) -> Bool = { _ in false }, caFile: String? = nil,
-        logger: Logger = Logger(label: "swiftdtm.branch.grpc")
+        shutdownLimit: Duration = .seconds(2), logger: Logger = Logger(label: "swiftdtm.branch.grpc")
     ) {
         (started, startedContinuation) = AsyncStream.makeStream()
-        self.refusal = refusal
+        (stopping, stoppingContinuation) = AsyncStream.makeStream()
+        self.shutdownLimit = shutdownLimit
+        self.check = check
         self.usesTLS = usesTLS
         self.caFile = caFile
         self.resolver = resolver
@@ -62,20 +71,32 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { sweeper in
-                sweeper.addTask {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: min(self.idleLimit, .seconds(30)))
                         self.closeIdleClients()
                     }
                 }
                 // Ends once shutdown() finished the stream and every client's connections closed.
-                await withDiscardingTaskGroup { connections in
-                    for await client in self.started {
-                        connections.addTask { try? await client.runConnections() }
+                group.addTask {
+                    await withDiscardingTaskGroup { connections in
+                        for await client in self.started {
+                            connections.addTask { try? await client.runConnections() }
+                        }
                     }
                 }
-                sweeper.cancelAll()
+                // A client whose connection waits out a reconnect backoff (a server that is down,
+                // a name that does not resolve) would hold shutdown up to grpc-swift-nio-transport
+                // 2.9's longest backoff, 120 s, with no call to finish: past `shutdownLimit` the
+                // connections are cancelled.
+                group.addTask {
+                    for await _ in self.stopping {}
+                    try? await Task.sleep(for: self.shutdownLimit)
+                }
+                // The sweeper never ends first: this is the connections closing, or the limit.
+                _ = await group.next()
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             self.shutdown()
@@ -84,6 +105,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
 
     /// Closes every connection and refuses new calls.
     public func shutdown() {
+        stoppingContinuation.finish()
         startedContinuation.finish()
         for entry in clients.withLock({ Array($0.values) }) { entry.client.beginGracefulShutdown() }
     }
@@ -110,13 +132,17 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             } catch {
                 return BranchResult(.error, "\(error)")
             }
-            if let reason = await refusal(address.host, address.port) {
+            let pinned: [String]
+            switch await check(address.host, address.port) {
+            case let .refused(reason):
                 let target = address.description == url.target ? url.target : "\(url.target) resolved to \(address), which"
                 return BranchResult(.error, "\(target) \(reason)")
+            case let .allowed(addresses):
+                pinned = addresses
             }
             var entry: Entry?
             do {
-                let pooled = try client(for: address)
+                let pooled = try client(for: address, dialing: pinned)
                 entry = pooled
                 try await pooled.client.callRaw(url, payload: payload, metadata: metadata, options: options)
                 return BranchResult(.success)
@@ -128,13 +154,13 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                     await resolver.reportFailure(address, of: url.target)
                     lastFailure = BranchResult(.error, "\(error.code) (\(address)): \(error.message)")
                     guard Self.isTransportFailure(error) else { return lastFailure }
-                    if let entry { drop(entry, of: address) }
+                    if let entry { drop(entry) }
                     logger.notice("transport failure, trying again on a fresh connection", metadata: [
                         "address": "\(address)", "attempt": "\(attempt)", "error": "\(error.message)"])
                 case .deadlineExceeded:
                     // The connection may be the reason (still connecting, or backing off after a
                     // failure): the next call, a due retry, starts from a fresh one.
-                    if let entry { drop(entry, of: address) }
+                    if let entry { drop(entry) }
                     return BranchResult(.error, "\(error.code): \(error.message)")
                 default: return BranchResult(.error, "\(error.code): \(error.message)")
                 }
@@ -159,16 +185,21 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         "Subchannel shutdown", "RPC stream was closed before",
     ]
 
-    private func client(for address: HostPort) throws -> Entry {
+    /// The client for `address`; over plaintext, one whose connections go to the `dialing`
+    /// addresses when given (a name's checked addresses), kept apart from the name's own.
+    private func client(for address: HostPort, dialing: [String] = []) throws -> Entry {
         try clients.withLock { clients in
-            let key = address.description
+            let tls = usesTLS(address)
+            let pinned = tls ? [] : dialing
+            let key = pinned.isEmpty ? address.description : "\(address) at \(pinned.joined(separator: ","))"
             if var existing = clients[key] {
                 existing.lastUsed = .now
                 clients[key] = existing
                 return existing
             }
-            let security: HTTP2ClientTransport.Posix.TransportSecurity = usesTLS(address) ? Self.tls(caFile: caFile) : .plaintext
-            let entry = Entry(client: GRPCClient(transport: try Self.transport(to: address, security: security)), lastUsed: .now)
+            let security: HTTP2ClientTransport.Posix.TransportSecurity = tls ? Self.tls(caFile: caFile) : .plaintext
+            let transport = try Self.transport(to: address, dialing: pinned, security: security)
+            let entry = Entry(key: key, client: GRPCClient(transport: transport), lastUsed: .now)
             clients[key] = entry
             startedContinuation.yield(entry.client)
             logger.debug("opened gRPC channel to \(key)")
@@ -180,8 +211,10 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// themselves and drop the resets that end complete responses (see `ServerControlFrameFilter`:
     /// grpc-go sends both at a rate that would otherwise close them), and whose streams send
     /// non-ASCII header values byte for byte (see `LiteralNonASCIIHeaders`).
+    /// With `dialing` (addresses as text), its connections go to those addresses — the IPv4 ones
+    /// when there are any, else the IPv6 ones, tried in order — instead of looking the name up.
     public static func transport(
-        to address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext
+        to address: HostPort, dialing: [String] = [], security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext
     ) throws -> HTTP2ClientTransport.Posix {
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
@@ -201,7 +234,11 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
             }
         }
         // An IP is dialled as one: TLS then sends no SNI, which may not be an IP.
-        let target: any ResolvableTarget = address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
+        let v6 = dialing.filter { $0.contains(":") }, v4 = dialing.filter { !$0.contains(":") }
+        let target: any ResolvableTarget =
+            !v4.isEmpty ? .ipv4(pairs: v4.map { ($0, address.port) })
+            : !v6.isEmpty ? .ipv6(pairs: v6.map { ($0, address.port) })
+            : address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
             : address.hostIsIPv6 ? .ipv6(address: address.host, port: address.port) : .dns(host: address.host, port: address.port)
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
@@ -214,10 +251,10 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     }
 
     /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.
-    private func drop(_ entry: Entry, of address: HostPort) {
+    private func drop(_ entry: Entry) {
         let dropped = clients.withLock { clients -> Bool in
-            guard clients[address.description]?.client === entry.client else { return false }
-            clients[address.description] = nil
+            guard clients[entry.key]?.client === entry.client else { return false }
+            clients[entry.key] = nil
             return true
         }
         if dropped { entry.client.beginGracefulShutdown() }

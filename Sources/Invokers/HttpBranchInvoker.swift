@@ -13,16 +13,15 @@ public import ServiceLifecycle
 /// Connections are pooled by async-http-client. Run it as a service: graceful shutdown closes them.
 public final class HttpBranchInvoker: BranchInvoker, Service {
     private let client: HTTPClient
-    /// Why a URL's host and port may not be called (dtmd's branch-target rules); nil: it may.
-    private let refusal: @Sendable (_ host: String, _ port: Int) async -> String?
+    /// Whether a URL's host and port may be called (dtmd's branch-target rules), and for a name,
+    /// which checked addresses to dial.
+    private let check: TargetCheck
 
     /// An invoker whose `https://` calls verify the server's certificate against the system's
     /// roots and, when given, the CA certificates in `additionalCAFile` (PEM; dtmd's
-    /// `BranchTLS.CAFile`), and which asks `refusal` before every branch call.
-    public init(
-        additionalCAFile: String? = nil, refusal: @escaping @Sendable (_ host: String, _ port: Int) async -> String? = { _, _ in nil }
-    ) {
-        self.refusal = refusal
+    /// `BranchTLS.CAFile`), and which asks `check` before every branch call.
+    public init(additionalCAFile: String? = nil, check: @escaping TargetCheck = { _, _ in .allowed(addresses: []) }) {
+        self.check = check
         var configuration = HTTPClient.Configuration()
         if let additionalCAFile {
             var tls = TLSConfiguration.makeClientConfiguration()
@@ -38,9 +37,21 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
-        if let components = URLComponents(string: call.url), let host = components.host, !host.isEmpty,
-           let reason = await refusal(host, components.port ?? (components.scheme == "https" ? 443 : 80)) {
-            return BranchResult(.error, "\(call.url) \(reason)")
+        var call = call
+        if var components = URLComponents(string: call.url), let host = components.host, !host.isEmpty {
+            let port = components.port ?? (components.scheme == "https" ? 443 : 80)
+            switch await check(host, port) {
+            case let .refused(reason):
+                return BranchResult(.error, "\(call.url) \(reason)")
+            case let .allowed(addresses):
+                // A plain-HTTP name whose addresses were checked is called at one of them (IPv4
+                // first), with its name in Host; HTTPS keeps the name for the certificate.
+                if components.scheme == "http", let address = addresses.first(where: { !$0.contains(":") }) ?? addresses.first {
+                    call.headers["Host"] = components.port.map { "\(host):\($0)" } ?? host
+                    components.host = address.contains(":") ? "[\(address)]" : address
+                    if let pinned = components.string { call.url = pinned }
+                }
+            }
         }
         if call.jsonRPC { return await invokeJSONRPC(call) }
         guard let url = call.dtmMetadata.httpBranchURL(call.url) else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }

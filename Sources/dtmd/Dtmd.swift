@@ -115,8 +115,8 @@ struct Dtmd: AsyncParsableCommand {
         // resolved, DNS names resolved when the rules need their addresses.
         let callCheck = CallTargetCheck(targets: branchTargets)
         let grpcInvoker = GrpcBranchInvoker(
-            resolver: resolver, refusal: callCheck.refusal, usesTLS: { grpcOverTLS.matches($0.host) }, caFile: branchCA)
-        let httpInvoker = HttpBranchInvoker(additionalCAFile: branchCA, refusal: callCheck.refusal)
+            resolver: resolver, check: callCheck.verdict, usesTLS: { grpcOverTLS.matches($0.host) }, caFile: branchCA)
+        let httpInvoker = HttpBranchInvoker(additionalCAFile: branchCA, check: callCheck.verdict)
         let alerts = settings.alertWebHook.isEmpty ? nil : (
             sender: WebHookAlerts(url: settings.alertWebHook, http: httpInvoker, timeout: .seconds(settings.requestTimeout)) as any AlertSender,
             retryLimit: settings.alertRetryLimit)

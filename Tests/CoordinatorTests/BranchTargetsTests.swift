@@ -102,14 +102,12 @@ import Testing
         try targets.check("http://dtm.alias.example:36789/api/dtmsvr/forceStop", field: "f")
         #expect(targets.needsAddresses(host: "dtm.alias.example", port: 36789))
         let check = CallTargetCheck(targets: targets, names: table)
-        #expect(await check.refusal(host: "dtm.alias.example", port: 36789)
-            == "resolves to 127.0.0.1, dtmd itself (its own port 36789 on this machine): dtmd does not call itself")
-        #expect(await check.refusal(host: "lan.alias.example", port: 36790)
-            == "resolves to 10.1.2.3, dtmd itself (its own port 36790 on this machine): dtmd does not call itself")
+        #expect(await check.verdict(host: "dtm.alias.example", port: 36789) == .refused("resolves to 127.0.0.1, dtmd itself (its own port 36789 on this machine): dtmd does not call itself"))
+        #expect(await check.verdict(host: "lan.alias.example", port: 36790) == .refused("resolves to 10.1.2.3, dtmd itself (its own port 36790 on this machine): dtmd does not call itself"))
         // Other ports, and names elsewhere, are not resolved at all.
         #expect(!targets.needsAddresses(host: "dtm.alias.example", port: 8080))
-        #expect(await check.refusal(host: "unknown.example", port: 8080) == nil)
-        #expect(await check.refusal(host: "public.example", port: 36789) == nil)
+        #expect(await check.verdict(host: "unknown.example", port: 8080) == .allowed(addresses: []))
+        #expect(await check.verdict(host: "public.example", port: 36789) == .allowed(addresses: ["93.184.216.34"]))
     }
 
     @Test func cidrListsJudgeTheAddressesOfNames() async throws {
@@ -118,17 +116,17 @@ import Testing
         // At submit: a name Allow's patterns do not name waits for its addresses, as CIDRs could allow it.
         try targets.check("http://busi.internal:8080/api/TransIn", field: "f")
         let check = CallTargetCheck(targets: targets, names: table)
-        #expect(await check.refusal(host: "six.internal", port: 8080) == nil)
-        #expect(await check.refusal(host: "lan.alias.example", port: 8080) == nil)
-        #expect(await check.refusal(host: "busi.internal", port: 8080) == "resolves to 10.20.0.6, which BranchTargets.Deny refuses (10.20.0.6/32)")
-        #expect(await check.refusal(host: "split.internal", port: 8080) == "resolves to 192.168.9.9, which matches no entry of BranchTargets.Allow")
-        #expect(await check.refusal(host: "meta.internal", port: 80) == "resolves to 169.254.169.254, which matches no entry of BranchTargets.Allow")
-        #expect(await check.refusal(host: "nowhere.internal", port: 80) == "cannot be checked against BranchTargets: 'nowhere.internal' does not resolve")
+        #expect(await check.verdict(host: "six.internal", port: 8080) == .allowed(addresses: ["fd00::5"]), "the checked addresses, to dial")
+        #expect(await check.verdict(host: "lan.alias.example", port: 8080) == .allowed(addresses: ["10.1.2.3"]))
+        #expect(await check.verdict(host: "busi.internal", port: 8080) == .refused("resolves to 10.20.0.6, which BranchTargets.Deny refuses (10.20.0.6/32)"))
+        #expect(await check.verdict(host: "split.internal", port: 8080) == .refused("resolves to 192.168.9.9, which matches no entry of BranchTargets.Allow"))
+        #expect(await check.verdict(host: "meta.internal", port: 80) == .refused("resolves to 169.254.169.254, which matches no entry of BranchTargets.Allow"))
+        #expect(await check.verdict(host: "nowhere.internal", port: 80) == .refused("cannot be checked against BranchTargets: 'nowhere.internal' does not resolve"))
         // A name an Allow pattern names is taken as it is, unless Deny's CIDRs refuse its addresses.
-        #expect(await check.refusal(host: "x.trusted.example", port: 80) == "cannot be checked against BranchTargets: 'x.trusted.example' does not resolve")
+        #expect(await check.verdict(host: "x.trusted.example", port: 80) == .refused("cannot be checked against BranchTargets: 'x.trusted.example' does not resolve"))
         let namesOnly = try BranchTargets(ports: [], localHosts: [], allow: ["*.trusted.example"])
         #expect(!namesOnly.needsAddresses(host: "x.trusted.example", port: 80))
-        #expect(await CallTargetCheck(targets: namesOnly, names: table).refusal(host: "x.trusted.example", port: 80) == nil)
+        #expect(await CallTargetCheck(targets: namesOnly, names: table).verdict(host: "x.trusted.example", port: 80) == .allowed(addresses: []))
         // Without a CIDR in Allow, a name it does not name is refused at submit, unresolved.
         #expect(throws: RequestError.invalidArgument("f 'http://busi.internal:8080/x' matches no entry of BranchTargets.Allow")) {
             try namesOnly.check("http://busi.internal:8080/x", field: "f")

@@ -23,6 +23,19 @@ import Testing
         }
     }
 
+    /// Runs `body` while `busi` serves and `invoker` runs; stops both after it.
+    func serving(_ busi: SwiftBranchServer, with invoker: GrpcBranchInvoker, _ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await busi.server.serve() }
+            group.addTask { try await invoker.run() }
+            defer {
+                invoker.shutdown()
+                busi.server.beginGracefulShutdown()
+            }
+            try await body()
+        }
+    }
+
     @Test func aRetryReachesATargetThatCameBackInsteadOfAConnectionBackingOff() async throws {
         let invoker = GrpcBranchInvoker()
         let port = try await freePort()
@@ -51,22 +64,43 @@ import Testing
             func reportFailure(_ address: HostPort, of target: String) async {}
         }
         let targets = try BranchTargets(ports: [36790], localHosts: [])
-        let invoker = GrpcBranchInvoker(resolver: Fixed(), refusal: { targets.refusal(host: $0, port: $1) })
+        let invoker = GrpcBranchInvoker(resolver: Fixed(), check: { targets.refusal(host: $0, port: $1).map { .refused($0) } ?? .allowed(addresses: []) })
         let result = await invoker.invoke(call("etcd://127.0.0.1:2379/dtmservice/dtmgimp.Dtm/Abort"))
         #expect(result.outcome == .error)
         #expect(result.message.contains("resolved to 127.0.0.1:36790, which points at dtmd itself"))
     }
 
+    @Test func aNameIsDialledAtTheAddressesItsCheckApproved() async throws {
+        // The name does not resolve at all: the call succeeds only by going to the checked address.
+        let invoker = GrpcBranchInvoker(check: { host, _ in host == "checked.invalid" ? .allowed(addresses: ["127.0.0.1"]) : .allowed(addresses: []) })
+        let busi = SwiftBranchServer()
+        try await serving(busi, with: invoker) {
+            let port = try #require(try await busi.server.listeningAddress?.ipv4?.port)
+            let pinned = await invoker.invoke(call("checked.invalid:\(port)/busi.Busi/A1"))
+            #expect(pinned.outcome == .success, "\(pinned.message)")
+            // Without the check's addresses the name is looked up, and does not resolve.
+            #expect(await invoker.invoke(call("unchecked.invalid:\(port)/busi.Busi/A1", timeout: .milliseconds(500))).outcome == .error)
+        }
+    }
+
+    @Test func shutdownDoesNotWaitOutTheBackoffOfAConnectionThatCannotBeMade() async throws {
+        // A name that does not resolve leaves its client reconnecting with backoff; shutdown
+        // must still end within its limit, not the transport's longest backoff (120 s).
+        let invoker = GrpcBranchInvoker(shutdownLimit: .milliseconds(300))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await invoker.run() }
+            #expect(await invoker.invoke(call("nowhere.invalid:9/busi.Busi/A1", timeout: .milliseconds(500))).outcome == .error)
+            let stopping = ContinuousClock.now
+            invoker.shutdown()
+            try await group.waitForAll()
+            #expect(ContinuousClock.now - stopping < .seconds(5))
+        }
+    }
+
     @Test func clientsOfAddressesNoLongerCalledAreClosed() async throws {
         let invoker = GrpcBranchInvoker(idleLimit: .milliseconds(200))
         let busi = SwiftBranchServer()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await busi.server.serve() }
-            group.addTask { try await invoker.run() }
-            defer {
-                invoker.shutdown()
-                busi.server.beginGracefulShutdown()
-            }
+        try await serving(busi, with: invoker) {
             #expect(await invoker.invoke(call(try await busi.url("A1"))).outcome == .success)
             #expect(invoker.cachedClientCount == 1)
             try await Task.sleep(for: .milliseconds(700))

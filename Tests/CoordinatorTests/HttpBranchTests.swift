@@ -2,7 +2,11 @@
 import DTMWire
 @testable import Invokers
 @testable import Modes
+import Foundation
+import NIOCore
+import NIOPosix
 import Projections
+import Synchronization
 import Testing
 
 @Suite struct HttpBranchTests {
@@ -24,5 +28,58 @@ import Testing
         #expect(throws: RequestError.self) { try RequestValidation.url("http:///nohost", field: "Steps[0].action") }
         #expect(isHTTPBranchURL("http://a/b"))
         #expect(!isHTTPBranchURL("localhost:1/a.B/C"))
+    }
+
+    @Test func aNameIsCalledAtTheAddressItsCheckApprovedWithItsNameInHost() async throws {
+        let server = try await OneAnswerHTTPServer.start()
+        let invoker = HttpBranchInvoker(check: { host, _ in host == "checked.invalid" ? .allowed(addresses: ["127.0.0.1"]) : .allowed(addresses: []) })
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await invoker.run() }
+            defer { group.cancelAll() }
+            let call = BranchCall(gid: "g", transType: "saga", branchID: "01", op: "action",
+                                  url: "http://checked.invalid:\(server.port)/api/TransIn", payload: Data("{}".utf8), headers: [:], timeout: .seconds(2))
+            // The name does not resolve: only the checked address can have been dialled.
+            let result = await invoker.invoke(call)
+            #expect(result.outcome == .success, "\(result.message)")
+            let request = server.recorder.requests.withLock { $0.joined() }.lowercased()
+            #expect(request.contains("host: checked.invalid:\(server.port)\r\n"))
+            #expect(request.hasPrefix("post /api/transin?"))
+        }
+        try await server.channel.close()
+    }
+}
+
+/// A TCP server on 127.0.0.1 that answers each request with `200 OK` and keeps what it read.
+private struct OneAnswerHTTPServer {
+    let channel: any Channel
+    let recorder: Recorder
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    static func start() async throws -> OneAnswerHTTPServer {
+        let recorder = Recorder()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture { try child.pipeline.syncOperations.addHandler(Answer(recorder: recorder)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return OneAnswerHTTPServer(channel: channel, recorder: recorder)
+    }
+
+    final class Recorder: Sendable {
+        let requests = Mutex<[String]>([])
+    }
+
+    final class Answer: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let recorder: Recorder
+        init(recorder: Recorder) { self.recorder = recorder }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            recorder.requests.withLock { $0.append(text) }
+            guard text.contains("\r\n\r\n") else { return }
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")), promise: nil)
+        }
     }
 }

@@ -33,3 +33,20 @@ def test_unknown_keys_warn_environment_overrides_and_sigterm_exits_cleanly(tmp_p
     server.stop(signal.SIGTERM)
     assert server.process.returncode == 0
     assert "event log flushed" in server.log_text()
+
+
+def test_sigterm_is_not_held_up_by_a_branch_whose_name_does_not_resolve(tmp_path, pb):
+    """A gRPC branch that cannot be reached leaves its connection in reconnect backoff (up to 120 s
+    in grpc-swift-nio-transport 2.9); dtmd must still stop promptly."""
+    import time
+    import grpc
+    from test_grpc_interop import new_gid, request
+    server = Dtmd(tmp_path).start()
+    dtm = pb[1].DtmStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    gid = new_gid(dtm)
+    dtm.Submit(request(pb, gid, "msg", [{"action": "nosuch.invalid:5000/busi.Busi/TransIn"}], [b""]))
+    time.sleep(3)  # the first attempt and its failure (RequestTimeout 2 s)
+    started = time.monotonic()
+    server.stop(signal.SIGTERM)
+    assert server.process.returncode == 0
+    assert time.monotonic() - started < 10, "dtmd waited for a connection that cannot be made"
