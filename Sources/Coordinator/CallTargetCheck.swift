@@ -22,6 +22,8 @@ public struct CallTargetCheck: Sendable {
     /// Whether a call to `host:port` may be made; for a name that had to be resolved, the
     /// addresses that were checked, for the call to go to.
     public func verdict(host: String, port: Int) async -> TargetVerdict {
+        // The common case, on every call: no lists, and not one of dtmd's ports.
+        guard targets.mayRefuse(port: port) else { return .allowed(addresses: []) }
         guard targets.needsAddresses(host: host, port: port) else {
             return targets.refusal(host: host, port: port).map { .refused($0) } ?? .allowed(addresses: [])
         }

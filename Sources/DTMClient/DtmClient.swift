@@ -219,18 +219,11 @@ final class ConnectionPool: Sendable {
         }
     }
 
-    /// An address written as an IP is dialled as one (TLS then sends no SNI, which may not be an
-    /// IP); a name through DNS.
-    static func target(_ address: HostPort) -> any ResolvableTarget {
-        address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
-            : address.hostIsIPv6 ? .ipv6(address: address.host, port: address.port) : .dns(host: address.host, port: address.port)
-    }
-
     /// The connection to `address`, made on first use.
     func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
         if let existing = clients.withLock({ $0[address] }) { return existing }
         let made = try GRPCClient(
-            transport: HTTP2ClientTransport.Posix(target: Self.target(address), transportSecurity: security))
+            transport: HTTP2ClientTransport.Posix(target: address.dialTarget, transportSecurity: security))
         let (chosen, isNew) = clients.withLock { clients in
             if let existing = clients[address] { return (existing, false) }
             clients[address] = made

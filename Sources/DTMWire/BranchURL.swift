@@ -1,6 +1,16 @@
+public import Foundation
+public import GRPCNIOTransportHTTP2
+
 /// Whether `url` names an HTTP branch (`http://` or `https://`); every other branch URL is gRPC.
 public func isHTTPBranchURL(_ url: String) -> Bool {
     url.hasPrefix("http://") || url.hasPrefix("https://")
+}
+
+/// The host and port an HTTP branch URL is called at (443 for `https` without a port, else 80);
+/// nil when it names no host. An IPv6 host comes in brackets, as URLComponents gives it.
+public func httpHostAndPort(of components: URLComponents) -> (host: String, port: Int)? {
+    guard let host = components.host, !host.isEmpty else { return nil }
+    return (host, components.port ?? (components.scheme?.lowercased() == "https" ? 443 : 80))
 }
 
 /// A gRPC branch URL split the way dtm splits it: the last two path components are the method,
@@ -73,6 +83,12 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
 
     /// The host is an IPv6 address.
     public var hostIsIPv6: Bool { host.contains(":") }
+
+    /// What to dial: an address written as an IP as that address (TLS then sends no SNI, which
+    /// may not be an IP), a name through DNS.
+    public var dialTarget: any ResolvableTarget {
+        hostIsIPv4 ? .ipv4(address: host, port: port) : hostIsIPv6 ? .ipv6(address: host, port: port) : .dns(host: host, port: port)
+    }
 }
 
 /// Turns a branch URL's server part into an address to call: a plain `host:port` as it is, the

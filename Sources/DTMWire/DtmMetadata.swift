@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import GRPCCore
 
 /// The `dtm-*` metadata dtm sends with every gRPC branch call (and an application with a TCC Try
@@ -55,7 +55,12 @@ public struct DtmMetadata: Sendable, Equatable {
     /// An HTTP branch URL with dtm's query parameters added (gid, trans_type, branch_id, op, in
     /// that order, after the URL's own); nil when `url` is not a URL.
     public func httpBranchURL(_ url: String) -> String? {
-        guard var components = URLComponents(string: url) else { return nil }
+        URLComponents(string: url).flatMap(httpBranchURL)
+    }
+
+    /// `httpBranchURL` of a URL already parsed.
+    public func httpBranchURL(_ url: URLComponents) -> String? {
+        var components = url
         components.queryItems = (components.queryItems ?? []) + [
             URLQueryItem(name: "gid", value: gid),
             URLQueryItem(name: "trans_type", value: transType),

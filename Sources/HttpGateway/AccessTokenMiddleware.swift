@@ -19,10 +19,9 @@ public struct AccessTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         let path = request.uri.path
         if Self.open.contains(path) { return try await next(request, context) }
         if tokens.accepts(authorization: request.headers[.authorization]) { return try await next(request, context) }
-        if path == "/" || path.hasPrefix("/admin"), let cookie = Self.cookieToken(request), tokens.accepts(token: cookie) {
-            return try await next(request, context)
-        }
-        if path == "/" || path.hasPrefix("/admin") {
+        let isPage = path == "/" || path.hasPrefix("/admin")
+        if isPage, let cookie = Self.cookieToken(request), tokens.accepts(token: cookie) { return try await next(request, context) }
+        if isPage {
             // The pages: to the login form, which comes back here.
             return Response(status: .seeOther, headers: [.location: "/admin/login"])
         }

@@ -189,16 +189,16 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
     /// addresses when given (a name's checked addresses), kept apart from the name's own.
     private func client(for address: HostPort, dialing: [String] = []) throws -> Entry {
         try clients.withLock { clients in
-            let tls = usesTLS(address)
-            let pinned = tls ? [] : dialing
-            let key = pinned.isEmpty ? address.description : "\(address) at \(pinned.joined(separator: ","))"
+            let key = dialing.isEmpty ? address.description : "\(address) at \(dialing.joined(separator: ","))"
             if var existing = clients[key] {
                 existing.lastUsed = .now
                 clients[key] = existing
                 return existing
             }
+            // Over TLS the name is dialled, whatever was checked: the certificate must match it.
+            let tls = usesTLS(address)
             let security: HTTP2ClientTransport.Posix.TransportSecurity = tls ? Self.tls(caFile: caFile) : .plaintext
-            let transport = try Self.transport(to: address, dialing: pinned, security: security)
+            let transport = try Self.transport(to: address, dialing: tls ? [] : dialing, security: security)
             let entry = Entry(key: key, client: GRPCClient(transport: transport), lastUsed: .now)
             clients[key] = entry
             startedContinuation.yield(entry.client)
@@ -233,13 +233,10 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
                 try stream.pipeline.syncOperations.addHandler(LiteralNonASCIIHeaders(), position: .first)
             }
         }
-        // An IP is dialled as one: TLS then sends no SNI, which may not be an IP.
         let v6 = dialing.filter { $0.contains(":") }, v4 = dialing.filter { !$0.contains(":") }
         let target: any ResolvableTarget =
             !v4.isEmpty ? .ipv4(pairs: v4.map { ($0, address.port) })
-            : !v6.isEmpty ? .ipv6(pairs: v6.map { ($0, address.port) })
-            : address.hostIsIPv4 ? .ipv4(address: address.host, port: address.port)
-            : address.hostIsIPv6 ? .ipv6(address: address.host, port: address.port) : .dns(host: address.host, port: address.port)
+            : !v6.isEmpty ? .ipv6(pairs: v6.map { ($0, address.port) }) : address.dialTarget
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
 
@@ -250,7 +247,7 @@ public final class GrpcBranchInvoker: BranchInvoker, Service {
         }
     }
 
-    /// Stops using `entry` for `address` (if it is still the cached one); calls in flight on it finish.
+    /// Stops using `entry` (if it is still the cached one); calls in flight on it finish.
     private func drop(_ entry: Entry) {
         let dropped = clients.withLock { clients -> Bool in
             guard clients[entry.key]?.client === entry.client else { return false }

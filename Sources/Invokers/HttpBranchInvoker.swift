@@ -37,24 +37,25 @@ public final class HttpBranchInvoker: BranchInvoker, Service {
     }
 
     public func invoke(_ call: BranchCall) async -> BranchResult {
+        guard var components = URLComponents(string: call.url), let (host, port) = httpHostAndPort(of: components) else {
+            return BranchResult(.error, "branch URL '\(call.url)' is not a URL")
+        }
         var call = call
-        if var components = URLComponents(string: call.url), let host = components.host, !host.isEmpty {
-            let port = components.port ?? (components.scheme == "https" ? 443 : 80)
-            switch await check(host, port) {
-            case let .refused(reason):
-                return BranchResult(.error, "\(call.url) \(reason)")
-            case let .allowed(addresses):
-                // A plain-HTTP name whose addresses were checked is called at one of them (IPv4
-                // first), with its name in Host; HTTPS keeps the name for the certificate.
-                if components.scheme == "http", let address = addresses.first(where: { !$0.contains(":") }) ?? addresses.first {
-                    call.headers["Host"] = components.port.map { "\(host):\($0)" } ?? host
-                    components.host = address.contains(":") ? "[\(address)]" : address
-                    if let pinned = components.string { call.url = pinned }
-                }
+        switch await check(host, port) {
+        case let .refused(reason):
+            return BranchResult(.error, "\(call.url) \(reason)")
+        case let .allowed(addresses):
+            // A plain-HTTP name whose addresses were checked is called at one of them (IPv4
+            // first), with its name in Host; HTTPS keeps the name for the certificate.
+            if components.scheme?.lowercased() == "http", let address = addresses.first(where: { !$0.contains(":") }) ?? addresses.first {
+                for name in call.headers.keys where name.lowercased() == "host" { call.headers[name] = nil }
+                call.headers["Host"] = components.port.map { "\(host):\($0)" } ?? host
+                components.host = address.contains(":") ? "[\(address)]" : address
+                if let pinned = components.string { call.url = pinned }
             }
         }
         if call.jsonRPC { return await invokeJSONRPC(call) }
-        guard let url = call.dtmMetadata.httpBranchURL(call.url) else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
+        guard let url = call.dtmMetadata.httpBranchURL(components) else { return BranchResult(.error, "branch URL '\(call.url)' is not a URL") }
         let posts = !call.payload.isEmpty || call.postsEmptyPayload
         do {
             let (status, body) = try await send(posts ? call.payload : nil, to: url, headers: call.headers, timeout: call.timeout)

@@ -105,12 +105,17 @@ public struct BranchTargets: Sendable {
         host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
     }
 
+    /// Whether a call on `port` can be refused at all: with lists, any; without, only one on
+    /// dtmd's own ports. Calls it cannot are let through without looking at their host.
+    public func mayRefuse(port: Int) -> Bool {
+        !allow.isEmpty || !deny.isEmpty || ports.contains(port)
+    }
+
     /// Throws InvalidArgument naming `field` when the rules refuse `url`.
     public func check(_ url: String, field: String) throws {
         // Without lists, only a URL that names one of dtmd's ports can be refused: most URLs are
         // passed without being parsed (unless dtmd itself listens on a default port).
-        if allow.isEmpty && deny.isEmpty && !ports.contains(80) && !ports.contains(443)
-            && !ports.contains(where: { url.contains(":\($0)") }) { return }
+        if !mayRefuse(port: 80) && !mayRefuse(port: 443) && !ports.contains(where: { url.contains(":\($0)") }) { return }
         guard let (host, port) = Self.hostAndPort(of: url), let reason = refusal(host: host, port: port) else { return }
         throw RequestError.invalidArgument("\(field) '\(url)' \(reason)")
     }
@@ -126,10 +131,7 @@ public struct BranchTargets: Sendable {
     /// The host and port a branch URL is called at; nil for a discovery target or a URL that
     /// names none (those are refused elsewhere or resolved later).
     static func hostAndPort(of url: String) -> (host: String, port: Int)? {
-        if isHTTPBranchURL(url) {
-            guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else { return nil }
-            return (host, components.port ?? (components.scheme == "https" ? 443 : 80))
-        }
+        if isHTTPBranchURL(url) { return URLComponents(string: url).flatMap(httpHostAndPort) }
         guard !url.isEmpty, let parsed = try? GrpcBranchURL(parsing: url), let address = HostPort(parsed.target) else { return nil }
         return (address.host, address.port)
     }
